@@ -146,7 +146,9 @@ def _providers(device: str, available: Sequence[str]) -> list[str]:
     if device not in ("auto", "cpu", "cuda"):
         raise EmbedderError(f"embedder device must be auto, cpu or cuda, got {device!r}")
     if device == "cuda" and "CUDAExecutionProvider" not in available:
-        raise EmbedderError("device 'cuda' asked for, but onnxruntime-gpu with a GPU is not present")
+        raise EmbedderError(
+            "device 'cuda' asked for, but onnxruntime-gpu with a GPU is not present"
+        )
     if device != "cpu" and "CUDAExecutionProvider" in available:
         return ["CUDAExecutionProvider", "CPUExecutionProvider"]
     return ["CPUExecutionProvider"]

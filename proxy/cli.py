@@ -1,0 +1,116 @@
+"""The ``cachegate`` command: serve, migrate, sim-backend (and more as parts land)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from proxy.errors import SettingsError
+from proxy.settings import Settings, load_settings
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    return load_settings(Path(args.config) if args.config else None)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn  # the server is only needed by this command
+
+    from proxy.app import create_app
+
+    settings = _settings(args)
+    host = args.host or settings.server.host
+    port = args.port or settings.server.port
+    if args.host or args.port:
+        settings = settings.model_copy(
+            update={"server": settings.server.model_copy(update={"host": host, "port": port})}
+        )
+    uvicorn.run(
+        create_app(settings),
+        host=host,
+        port=port,
+        log_level=args.log_level,
+        timeout_graceful_shutdown=int(args.grace_s),
+        access_log=False,
+    )
+    return 0
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    from cache.migrate import migrate
+
+    settings = _settings(args)
+    migrate(settings.storage.url)
+    print(f"database at {settings.storage.url} is at the latest schema")
+    return 0
+
+
+def cmd_sim_backend(args: argparse.Namespace) -> int:
+    from backends.sim import Faults, run_sim
+
+    faults = Faults(
+        error_rate=args.error_rate,
+        throttle_rate=args.throttle_rate,
+        disconnect_after=args.disconnect_after,
+        hang=args.hang,
+        latency_scale=args.latency_scale,
+        max_concurrency=args.max_concurrency,
+        seed=args.seed,
+    )
+    print(f"simulated {args.profile} backend on http://{args.host}:{args.port}/v1", flush=True)
+    run_sim(args.profile, args.host, args.port, faults)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="cachegate", description=__doc__)
+    parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning"])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the proxy")
+    serve.add_argument("--config", help="YAML config (default: $CACHEGATE_CONFIG)")
+    serve.add_argument("--host")
+    serve.add_argument("--port", type=int)
+    serve.add_argument("--grace-s", type=float, default=30.0, help="graceful shutdown period")
+    serve.set_defaults(func=cmd_serve)
+
+    migrate = sub.add_parser("migrate", help="bring the database schema up to date")
+    migrate.add_argument("--config")
+    migrate.set_defaults(func=cmd_migrate)
+
+    sim = sub.add_parser("sim-backend", help="run a simulated OpenAI-compatible backend")
+    sim.add_argument("--profile", choices=["small", "large"], default="small")
+    sim.add_argument("--host", default="127.0.0.1")
+    sim.add_argument("--port", type=int, default=9001)
+    sim.add_argument("--error-rate", type=float, default=0.0)
+    sim.add_argument("--throttle-rate", type=float, default=0.0)
+    sim.add_argument("--disconnect-after", type=int)
+    sim.add_argument("--hang", action="store_true")
+    sim.add_argument("--latency-scale", type=float, default=1.0)
+    sim.add_argument("--max-concurrency", type=int)
+    sim.add_argument("--seed", type=int, default=0)
+    sim.set_defaults(func=cmd_sim_backend)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
+    )
+    try:
+        code: int = args.func(args)
+    except SettingsError as exc:
+        print(f"cachegate: {exc}", file=sys.stderr)
+        return 2
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+
+
+__all__ = ["main"]

@@ -1,0 +1,165 @@
+"""Prometheus metrics, one registry per app (so several apps can live in one process).
+
+Names follow Prometheus conventions: ``cachegate_`` prefix, base units
+(seconds, bytes, dollars), ``_total`` on counters. Backend and cache gauges are
+read at scrape time by a collector rather than updated on the request path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from importlib.metadata import PackageNotFoundError, version
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    Info,
+    generate_latest,
+)
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from backends.backend import BackendStatus
+
+LATENCY_BUCKETS = (
+    0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 30, 60,
+)  # fmt: skip
+SIMILARITY_BUCKETS = (0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9, 0.92, 0.94, 0.96, 0.98, 0.99, 1.0)
+CIRCUIT_VALUE = {"closed": 0.0, "half_open": 1.0, "open": 2.0}
+
+
+class Metrics:
+    def __init__(self) -> None:
+        r = self.registry = CollectorRegistry(auto_describe=True)
+        self.requests = Counter(
+            "cachegate_requests",
+            "Requests answered, by endpoint, status, category, cache result and backend.",
+            ["endpoint", "status", "category", "cache", "backend"],
+            registry=r,
+        )
+        self.request_duration = Histogram(
+            "cachegate_request_duration_seconds",
+            "End-to-end request latency (to the last byte).",
+            ["endpoint", "cache"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.stage_duration = Histogram(
+            "cachegate_stage_duration_seconds",
+            "Latency per request-path stage.",
+            ["stage"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.cache_lookups = Counter(
+            "cachegate_cache_lookups",
+            "Cache lookups by category and result (hit, miss, bypass, error).",
+            ["category", "result"],
+            registry=r,
+        )
+        self.hit_similarity = Histogram(
+            "cachegate_cache_hit_similarity",
+            "Cosine similarity of served semantic hits.",
+            ["category"],
+            buckets=SIMILARITY_BUCKETS,
+            registry=r,
+        )
+        self.tokens_saved = Counter(
+            "cachegate_tokens_saved",
+            "Tokens not sent to a backend thanks to cache hits.",
+            ["kind"],
+            registry=r,
+        )
+        self.cost_saved = Counter(
+            "cachegate_cost_saved_dollars",
+            "Backend cost avoided by cache hits, at configured prices.",
+            registry=r,
+        )
+        self.cache_errors = Counter(
+            "cachegate_cache_errors",
+            "Cache store failures (the cache fails open).",
+            ["operation"],
+            registry=r,
+        )
+        self.router_decisions = Counter(
+            "cachegate_router_decisions",
+            "Routing decisions by tier and reason.",
+            ["tier", "reason"],
+            registry=r,
+        )
+        self.backend_requests = Counter(
+            "cachegate_backend_requests",
+            "Calls to backends by backend, tier and outcome.",
+            ["backend", "tier", "outcome"],
+            registry=r,
+        )
+        self.backend_tokens = Counter(
+            "cachegate_backend_tokens",
+            "Tokens processed by backends.",
+            ["backend", "kind"],
+            registry=r,
+        )
+        self.backend_cost = Counter(
+            "cachegate_backend_cost_dollars",
+            "Backend cost at configured prices.",
+            ["backend"],
+            registry=r,
+        )
+        self.fallbacks = Counter(
+            "cachegate_backend_fallbacks",
+            "Requests answered by another backend than the one chosen first.",
+            ["from_tier", "to_tier"],
+            registry=r,
+        )
+        self.build_info = Info("cachegate_build", "cachegate build information.", registry=r)
+        self.build_info.info({"version": _version()})
+        self.up = Gauge("cachegate_up", "1 while the proxy is serving.", registry=r)
+
+    def add_collector(self, collector: Collector) -> None:
+        self.registry.register(collector)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+class BackendCollector(Collector):
+    """Backend gauges (in-flight, circuit state, EWMA latency) read at scrape time."""
+
+    def __init__(self, statuses: Callable[[], Iterable[BackendStatus]]) -> None:
+        self._statuses = statuses
+
+    def collect(self) -> Iterator[Metric]:
+        in_flight = GaugeMetricFamily(
+            "cachegate_backend_in_flight", "Requests in flight per backend.", labels=["backend"]
+        )
+        circuit = GaugeMetricFamily(
+            "cachegate_backend_circuit_state",
+            "Circuit breaker state: 0 closed, 1 half-open, 2 open.",
+            labels=["backend"],
+        )
+        ttft = GaugeMetricFamily(
+            "cachegate_backend_ttft_ewma_seconds",
+            "Time to first token, exponentially weighted.",
+            labels=["backend"],
+        )
+        overloaded = GaugeMetricFamily(
+            "cachegate_backend_overloaded", "1 when a backend looks overloaded.", labels=["backend"]
+        )
+        for s in self._statuses():
+            in_flight.add_metric([s.name], s.in_flight)
+            circuit.add_metric([s.name], CIRCUIT_VALUE[s.circuit])
+            ttft.add_metric([s.name], s.ewma_ttft_s)
+            overloaded.add_metric([s.name], 1.0 if s.overloaded else 0.0)
+        yield from (in_flight, circuit, ttft, overloaded)
+
+    def describe(self) -> Iterator[Metric]:
+        return iter(())
+
+
+def _version() -> str:
+    try:
+        return version("cachegate")
+    except PackageNotFoundError:
+        return "0+unknown"

@@ -1,0 +1,108 @@
+"""The OpenAI-compatible endpoints: thin routes over services built in the lifespan."""
+
+from __future__ import annotations
+
+import base64
+import time
+from typing import Any
+
+import numpy as np
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response
+
+from proxy.auth import Principal
+from proxy.errors import NotFound
+from proxy.http import read_body, request_id
+from proxy.pipeline import CacheControl, Endpoint, Pipeline, Trace
+from proxy.protocol import EmbeddingRequest, parse_json_body, validate
+from proxy.services import Services
+
+router = APIRouter()
+
+_BODY_DOC: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/json": {"schema": {"type": "object"}}},
+    }
+}
+
+
+def services(request: Request) -> Services:
+    s: Services = request.app.state.services
+    return s
+
+
+def client(request: Request) -> Principal:
+    return services(request).auth.client(request.headers.get("authorization"))
+
+
+async def _completion(request: Request, endpoint: Endpoint) -> Response:
+    s = services(request)
+    principal = client(request)
+    body = parse_json_body(await read_body(request, s.settings.server.max_body_bytes))
+    trace = Trace(endpoint=endpoint, request_id=request_id(request), started=time.perf_counter())
+    control = CacheControl.parse(request.headers.get("cache-control"))
+    return await Pipeline(s).handle(
+        principal, body, endpoint=endpoint, control=control, trace=trace
+    )
+
+
+@router.post("/v1/chat/completions", openapi_extra=_BODY_DOC)
+async def chat_completions(request: Request) -> Response:
+    return await _completion(request, "chat")
+
+
+@router.post("/v1/completions", openapi_extra=_BODY_DOC)
+async def completions(request: Request) -> Response:
+    return await _completion(request, "completion")
+
+
+@router.post("/v1/embeddings", openapi_extra=_BODY_DOC)
+async def embeddings(request: Request) -> Response:
+    s = services(request)
+    client(request)
+    body = parse_json_body(await read_body(request, s.settings.server.max_body_bytes))
+    req = validate(EmbeddingRequest, body)
+    if req.model not in (s.embedder.name, "auto", "default"):
+        raise NotFound(
+            f"The embedding model '{req.model}' does not exist here. Available: {s.embedder.name}",
+            param="model",
+            code="model_not_found",
+        )
+    texts = [req.input] if isinstance(req.input, str) else [str(t) for t in req.input]
+    vectors = await s.embedder.embed_many(texts)
+    if req.dimensions is not None and req.dimensions != vectors.shape[1]:
+        raise NotFound(
+            f"dimensions={req.dimensions} is not available; this model has {vectors.shape[1]}",
+            param="dimensions",
+        )
+    data = []
+    for i, vec in enumerate(vectors):
+        if req.encoding_format == "base64":
+            emb: Any = base64.b64encode(np.asarray(vec, dtype="<f4").tobytes()).decode()
+        else:
+            emb = [float(x) for x in vec]
+        data.append({"object": "embedding", "index": i, "embedding": emb})
+    tokens = sum(len(t.split()) for t in texts)
+    return JSONResponse(
+        {
+            "object": "list",
+            "data": data,
+            "model": s.embedder.name,
+            "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+        }
+    )
+
+
+@router.get("/v1/models")
+async def models(request: Request) -> Response:
+    s = services(request)
+    client(request)
+    entries = [{"id": "auto", "object": "model", "created": 0, "owned_by": "cachegate"}]
+    for b in s.pool.backends:
+        for alias in dict.fromkeys((b.name, b.spec.model, *b.spec.aliases)):
+            entries.append({"id": alias, "object": "model", "created": 0, "owned_by": b.name})
+    entries.append(
+        {"id": s.embedder.name, "object": "model", "created": 0, "owned_by": "cachegate"}
+    )
+    return JSONResponse({"object": "list", "data": entries})
