@@ -1,0 +1,49 @@
+"""cachegate's category-aware semantic cache.
+
+Exact tier (hash of the normalised text in its scope) and semantic tier (HNSW, cosine,
+scoped by tenant, model alias and context fingerprint), documents in SQL, per-category
+policies (threshold, TTL, quota, eviction), multi-replica sync through a change feed,
+index snapshots. See :class:`SemanticCache`.
+"""
+
+from cache.errors import CacheError, CacheUnavailable, EntryNotFound, PolicyError
+from cache.migrate import migrate, migrate_async
+from cache.normalize import exact_key, normalise_text
+from cache.policy import EVICTIONS, CategoryPolicy, Eviction, PolicySet
+from cache.semantic_cache import Checker, SemanticCache, Verdict
+from cache.types import (
+    CacheCounters,
+    CacheHit,
+    CacheScope,
+    CategoryStats,
+    EntryInfo,
+    Neighbour,
+    NewEntry,
+    Tier,
+)
+
+__all__ = [
+    "EVICTIONS",
+    "CacheCounters",
+    "CacheError",
+    "CacheHit",
+    "CacheScope",
+    "CacheUnavailable",
+    "CategoryPolicy",
+    "CategoryStats",
+    "Checker",
+    "EntryInfo",
+    "EntryNotFound",
+    "Eviction",
+    "Neighbour",
+    "NewEntry",
+    "PolicyError",
+    "PolicySet",
+    "SemanticCache",
+    "Tier",
+    "Verdict",
+    "exact_key",
+    "migrate",
+    "migrate_async",
+    "normalise_text",
+]

@@ -1,0 +1,440 @@
+"""The category-aware semantic cache: exact tier, scoped HNSW tier, SQL documents.
+
+Threading: every hnswlib call and every change to the in-memory metadata runs on one
+dedicated thread (``_on_index``), so graph mutations never overlap a query; the event
+loop only awaits it. SQL runs on the async engine. The equivalence checker runs in the
+default thread pool, as it may be a model.
+
+Fails open: lookups never raise (a store error is a miss, or a hit served from the
+in-memory document cache), ``submit`` never blocks or raises for the store, and writes
+that cannot reach the store are dropped and counted. Admin calls raise
+:class:`CacheUnavailable`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Protocol, TypeVar
+
+import numpy as np
+import sqlalchemy as sa
+
+from cache.docs import DocCache, Document
+from cache.errors import CacheError, CacheUnavailable, EntryNotFound
+from cache.memindex import EntryMeta, MemIndex
+from cache.migrate import migrate_async
+from cache.normalize import exact_key
+from cache.policy import CategoryPolicy
+from cache.schema import cache_entries
+from cache.snapshot import Loader, save_snapshot
+from cache.store import DocumentStore, answer_text, make_engine
+from cache.sync import Background
+from cache.types import (
+    CacheCounters,
+    CacheHit,
+    CacheScope,
+    CategoryStats,
+    EntryInfo,
+    Neighbour,
+    NewEntry,
+    Tier,
+    Vector,
+)
+
+log = logging.getLogger(__name__)
+E = cache_entries.c
+_T = TypeVar("_T")
+
+
+class Verdict(Protocol):
+    @property
+    def score(self) -> float: ...
+    @property
+    def equivalent(self) -> bool: ...
+
+
+class Checker(Protocol):
+    """What ``cache.EquivalenceChecker`` provides."""
+
+    def check(
+        self,
+        query_text: str,
+        query_vec: Vector,
+        cand_text: str,
+        cand_vec: Vector,
+        threshold: float | None = None,
+    ) -> Verdict: ...
+
+
+class SemanticCache:
+    """Build with :meth:`open`; close with :meth:`close`."""
+
+    def __init__(
+        self,
+        store: DocumentStore,
+        *,
+        dim: int,
+        clock: Callable[[], float],
+        snapshot_dir: Path | None,
+        checker: Checker | None,
+        write_queue_size: int,
+        sync_interval_s: float,
+        sweep_interval_s: float,
+        candidates: int,
+    ) -> None:
+        self.store, self.dim, self.clock, self.checker = store, dim, clock, checker
+        self.snapshot_dir = snapshot_dir
+        self.candidates = candidates
+        self.index = MemIndex(dim)
+        self.docs = DocCache(4096)
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cachegate-index")
+        self._pending_hits: dict[int, tuple[int, float]] = {}
+        self.hits: Counter[tuple[str, str]] = Counter()
+        self.misses: Counter[tuple[str, str]] = Counter()
+        self.evictions: Counter[tuple[str, str]] = Counter()
+        self.expirations: Counter[tuple[str, str]] = Counter()
+        self.bg = Background(self, write_queue_size, sync_interval_s, sweep_interval_s)
+        self.last_seq = 0
+
+    @classmethod
+    async def open(
+        cls,
+        url: str,
+        *,
+        dim: int = 384,
+        clock: Callable[[], float] = time.time,
+        snapshot_dir: Path | None = None,
+        checker: Checker | None = None,
+        write_queue_size: int = 10_000,
+        sync_interval_s: float = 0.25,
+        sweep_interval_s: float = 5.0,
+        candidates: int = 5,
+        auto_migrate: bool = True,
+    ) -> SemanticCache:
+        """Migrates (unless told not to), loads the index and starts the background tasks.
+
+        Raises :class:`CacheUnavailable` when the store cannot be reached at start-up, and
+        :class:`CacheError` when the store holds vectors of another dimension.
+        """
+        if dim < 1 or write_queue_size < 1 or sync_interval_s <= 0 or candidates < 1:
+            raise CacheError("dim, write_queue_size, sync_interval_s, candidates must be > 0")
+        if auto_migrate:
+            try:
+                await migrate_async(url)
+            except (OSError, sa.exc.SQLAlchemyError) as exc:
+                raise CacheUnavailable(f"cannot migrate cache store: {exc}") from exc
+        store = DocumentStore(make_engine(url))
+        self = cls(
+            store,
+            dim=dim,
+            clock=clock,
+            snapshot_dir=snapshot_dir,
+            checker=checker,
+            write_queue_size=write_queue_size,
+            sync_interval_s=sync_interval_s,
+            sweep_interval_s=sweep_interval_s,
+            candidates=candidates,
+        )
+        try:
+            await self._load()
+        except BaseException:
+            await self._shutdown_resources()
+            raise
+        self.bg.start()
+        return self
+
+    async def _load(self) -> None:
+        started = time.monotonic()
+        self.last_seq = await self.store.max_seq()
+        now = self.clock()
+        loader = Loader(self.store, self.index, self._executor)
+        count = None
+        if self.snapshot_dir is not None:
+            count = await loader.from_snapshot(self.snapshot_dir, now)
+        source = "snapshot"
+        if count is None:
+            source, count = "rebuild", await loader.rebuild(now)
+        log.info(
+            "cache loaded %d entries by %s in %.2fs (seq %d)",
+            count,
+            source,
+            time.monotonic() - started,
+            self.last_seq,
+        )
+
+    async def close(self) -> None:
+        """Writes what is queued, stops the background tasks, snapshots, disposes."""
+        await self.bg.stop()
+        if self.snapshot_dir is not None:
+            await self.snapshot()
+        await self._shutdown_resources()
+
+    async def _shutdown_resources(self) -> None:
+        await self.store.close()
+        self._executor.shutdown(wait=True)
+
+    async def snapshot(self) -> None:
+        """Saves the index to ``snapshot_dir`` (no-op without one)."""
+        if self.snapshot_dir is not None:
+            await self.on_index(
+                save_snapshot, self.index, self.snapshot_dir, self.last_seq, self.clock()
+            )
+
+    async def on_index(self, fn: Callable[..., _T], *args: Any) -> _T:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+
+    # -- request path -------------------------------------------------------------------
+    async def lookup(
+        self, scope: CacheScope, text: str, vector: Vector, category: str, policy: CategoryPolicy
+    ) -> CacheHit | None:
+        """The best equivalent stored answer in ``scope``, or ``None``. Never raises for
+        the store; a store outage is a miss unless the document is held in memory."""
+        if not policy.enabled:
+            return None
+        vec = self._vector(vector)
+        now = self.clock()
+        key = exact_key(scope, text)
+        group = (scope.tenant, scope.model_alias, scope.fingerprint)
+        exact, cands = await self.on_index(
+            self._probe, key, group, vec, policy.similarity_threshold, now
+        )
+        hit = await self._choose(cands, exact, text, vec, policy) if cands else None
+        stat_key = (category, scope.tenant)
+        if hit is None:
+            self.misses[stat_key] += 1
+            return None
+        doc, similarity = hit
+        self.hits[stat_key] += 1
+        self._note_hit(doc.entry_id, now)
+        return CacheHit(
+            entry_id=doc.entry_id,
+            similarity=similarity,
+            exact=exact,
+            category=doc.category,
+            response=json.loads(doc.answer),
+            backend=doc.backend,
+            tier=doc.tier,
+            prompt_tokens=doc.prompt_tokens,
+            completion_tokens=doc.completion_tokens,
+            created_at=doc.created_at,
+        )
+
+    def _probe(
+        self, key: str, group: tuple[str, str, str], vec: Vector, floor: float, now: float
+    ) -> tuple[bool, list[tuple[int, float]]]:
+        m = self.index.exact_match(key, now)
+        if m is not None:
+            return True, [(m.entry_id, 1.0)]
+        return False, self.index.search_group(group, vec, self.candidates, floor, now)
+
+    async def _choose(
+        self,
+        cands: list[tuple[int, float]],
+        exact: bool,
+        text: str,
+        vec: Vector,
+        policy: CategoryPolicy,
+    ) -> tuple[Document, float] | None:
+        docs = await self._documents([eid for eid, _ in cands])
+        found = [(docs[eid], sim) for eid, sim in cands if eid in docs]
+        if not found:
+            return None
+        if exact or self.checker is None:
+            return found[0]
+        checker, threshold = self.checker, policy.equivalence_threshold
+
+        def judge() -> tuple[Document, float] | None:
+            best: tuple[float, Document, float] | None = None
+            for doc, sim in found:
+                verdict = checker.check(text, vec, doc.request_text, doc.vector(), threshold)
+                if verdict.equivalent and (best is None or verdict.score > best[0]):
+                    best = (verdict.score, doc, sim)
+            return None if best is None else (best[1], best[2])
+
+        return await asyncio.to_thread(judge)
+
+    async def _documents(self, ids: list[int]) -> dict[int, Document]:
+        out = {eid: d for eid in ids if (d := self.docs.get(eid)) is not None}
+        missing = [eid for eid in ids if eid not in out]
+        if missing:
+            try:
+                rows = await self.store.documents(missing)
+            except CacheUnavailable as exc:
+                self.bg.store_failed(exc)
+                return out
+            for eid, row in rows.items():
+                out[eid] = self.docs.put(Document.from_row(row))
+        return out
+
+    def _note_hit(self, entry_id: int, now: float) -> None:
+        m = self.index.meta.get(entry_id)
+        if m is not None:
+            m.hit_count += 1
+            m.last_hit_at = now
+        n, _ = self._pending_hits.get(entry_id, (0, now))
+        self._pending_hits[entry_id] = (n + 1, now)
+
+    def submit(self, entry: NewEntry, policy: CategoryPolicy) -> bool:
+        """Queues ``entry`` for the background writer; ``False`` when it was dropped
+        (policy disabled, queue full, cache closing)."""
+        self._vector(entry.vector)
+        if not policy.enabled:
+            return False
+        return self.bg.enqueue(entry, policy, self.clock())
+
+    async def flush(self) -> None:
+        """Waits until everything submitted so far is written (or dropped) and applied."""
+        await self.bg.flush()
+
+    def _vector(self, vector: Vector) -> Vector:
+        v = np.asarray(vector, dtype=np.float32).reshape(-1)
+        if v.shape[0] != self.dim:
+            raise CacheError(f"vector must have dim {self.dim}, got {v.shape[0]}")
+        return v
+
+    async def neighbours(
+        self,
+        tenant: str,
+        vector: Vector,
+        k: int,
+        floor: float,
+        tier: Tier | None = "large",
+        model_alias: str | None = None,
+    ) -> list[Neighbour]:
+        """Up to ``k`` live entries of ``tenant`` most similar to ``vector`` (cosine >=
+        ``floor``), for in-context examples. Entries with bad feedback are deleted, so
+        never returned. Returns ``[]`` when the store is unreachable and nothing is held."""
+        vec = self._vector(vector)
+        pairs = await self.on_index(
+            self.index.search_tenant, tenant, vec, k, floor, self.clock(), tier, model_alias
+        )
+        docs = await self._documents([eid for eid, _ in pairs])
+        return [
+            Neighbour(
+                entry_id=eid,
+                similarity=sim,
+                request_text=d.request_text,
+                answer_text=answer_text(d.answer),
+                tier=d.tier,
+                utility=d.utility,
+                model_alias=d.model_alias,
+            )
+            for eid, sim in pairs
+            if (d := docs.get(eid)) is not None
+        ]
+
+    # -- removal (also used by the background tasks) -----------------------------------------
+    async def forget(self, ids: list[int], counter: Counter[tuple[str, str]] | None) -> None:
+        """Drops ids from memory (after SQL says they are gone)."""
+        if not ids:
+            return
+        gone: list[EntryMeta] = await self.on_index(self.index.remove, ids)
+        for eid in ids:
+            self.docs.drop(eid)
+            self._pending_hits.pop(eid, None)
+        if counter is not None:
+            for m in gone:
+                counter[(m.category, m.tenant)] += 1
+
+    # -- admin --------------------------------------------------------------------------
+    async def delete(self, entry_id: int) -> None:
+        """Deletes one entry everywhere. Raises EntryNotFound / CacheUnavailable."""
+        ids = await self.store.mark_deleted(E.id == entry_id, "admin", self.clock())
+        if not ids:
+            raise EntryNotFound(f"no live cache entry {entry_id}")
+        await self.forget(ids, None)
+
+    async def flush_entries(
+        self, *, category: str | None = None, tenant: str | None = None, dry_run: bool = False
+    ) -> int:
+        """Deletes all entries of a category and/or tenant (all when neither is given);
+        returns how many were (or, with ``dry_run``, would be) deleted."""
+        where = _filter(category, tenant, None)
+        if dry_run:
+            return await self.store.count(where)
+        ids = await self.store.mark_deleted(where, "flush", self.clock())
+        await self.forget(ids, None)
+        return len(ids)
+
+    async def record_feedback(self, entry_id: int, rating: float) -> bool:
+        """Stores a rating in [-1, 1]; a negative one removes the entry (returns True)."""
+        if not -1.0 <= rating <= 1.0:
+            raise CacheError(f"rating must be in [-1, 1], got {rating!r}")
+        if not await self.store.update_fields(entry_id, {"feedback_score": rating}):
+            raise EntryNotFound(f"no live cache entry {entry_id}")
+        if rating >= 0:
+            return False
+        ids = await self.store.mark_deleted(E.id == entry_id, "feedback", self.clock())
+        await self.forget(ids, None)
+        return True
+
+    async def set_utility(self, entry_id: int, utility: float) -> None:
+        """Sets the router's learned usefulness of an entry as an example, in [0, 1]."""
+        if not 0.0 <= utility <= 1.0:
+            raise CacheError(f"utility must be in [0, 1], got {utility!r}")
+        if not await self.store.update_fields(entry_id, {"utility": utility}):
+            raise EntryNotFound(f"no live cache entry {entry_id}")
+        self.docs.drop(entry_id)
+
+    async def list_entries(
+        self,
+        *,
+        category: str | None = None,
+        tenant: str | None = None,
+        text_contains: str | None = None,
+        offset: int = 0,
+        limit: int = 50,
+    ) -> list[EntryInfo]:
+        if offset < 0 or not 1 <= limit <= 1000:
+            raise CacheError("offset must be >= 0 and limit in [1, 1000]")
+        return await self.store.list_entries(
+            _filter(category, tenant, text_contains), offset, limit
+        )
+
+    async def stats(self) -> list[CategoryStats]:
+        """Per (category, tenant): live entries and bytes now, counters since start."""
+        live = await self.on_index(_live_counts, self.index)
+        keys = set(live) | set(self.hits) | set(self.misses) | set(self.evictions)
+        keys |= set(self.expirations)
+        return [
+            CategoryStats(
+                category=c,
+                tenant=t,
+                entries=live.get((c, t), (0, 0))[0],
+                bytes=live.get((c, t), (0, 0))[1],
+                hits=self.hits[(c, t)],
+                misses=self.misses[(c, t)],
+                evictions=self.evictions[(c, t)],
+                expirations=self.expirations[(c, t)],
+            )
+            for c, t in sorted(keys)
+        ]
+
+    def counters(self) -> CacheCounters:
+        return self.bg.counters(len(self.index.meta), self.index.graph.get_max_elements())
+
+
+def _live_counts(index: MemIndex) -> dict[tuple[str, str], tuple[int, int]]:
+    out: dict[tuple[str, str], tuple[int, int]] = {}
+    for m in index.meta.values():
+        n, b = out.get((m.category, m.tenant), (0, 0))
+        out[(m.category, m.tenant)] = (n + 1, b + m.nbytes)
+    return out
+
+
+def _filter(category: str | None, tenant: str | None, text: str | None) -> sa.ColumnElement[bool]:
+    conds: list[sa.ColumnElement[bool]] = [sa.true()]
+    if category is not None:
+        conds.append(E.category == category)
+    if tenant is not None:
+        conds.append(E.tenant == tenant)
+    if text:
+        conds.append(E.request_text.contains(text, autoescape=True))
+    return sa.and_(*conds)

@@ -1,0 +1,135 @@
+"""Index snapshots and start-up loading.
+
+Snapshot format (a directory): ``index.bin`` (hnswlib ``save_index``), ``labels.npy``
+(int64 live labels in the graph) and ``meta.json`` ``{"format", "dim", "seq", "entries",
+"saved_at"}``, each written to a temporary name and renamed, ``meta.json`` last, so a
+crash mid-save leaves the previous snapshot or none.
+
+Start-up reconciles against SQL, the source of truth: the change sequence is read first,
+then all live (unexpired, undeleted) metadata rows are streamed without vectors; labels
+the snapshot holds are adopted, entries it lacks are fetched with vectors and added, and
+labels no longer live are marked deleted. Without a usable snapshot the graph is rebuilt
+from the stored vectors. Changes after the sequence read first are replayed by the poller.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import time
+from collections.abc import Callable
+from concurrent.futures import Executor
+from pathlib import Path
+from typing import Any, TypeVar
+
+import numpy as np
+import sqlalchemy as sa
+
+from cache.errors import CacheError
+from cache.memindex import EntryMeta, MemIndex
+from cache.store import DocumentStore
+
+log = logging.getLogger(__name__)
+FORMAT = 1
+_T = TypeVar("_T")
+
+
+def meta_from_row(r: sa.Row[Any]) -> EntryMeta:
+    return EntryMeta(
+        entry_id=int(r.id),
+        tenant=r.tenant,
+        model_alias=r.model_alias,
+        fingerprint=r.fingerprint,
+        category=r.category,
+        tier=r.tier,
+        exact_hash=r.exact_hash,
+        created_at=float(r.created_at),
+        expires_at=float(r.expires_at),
+        nbytes=int(r.nbytes),
+        hit_count=int(r.hit_count),
+        last_hit_at=r.last_hit_at,
+    )
+
+
+def vectors_from_rows(rows: list[sa.Row[Any]], dim: int) -> np.ndarray[Any, np.dtype[np.float32]]:
+    out = np.empty((len(rows), dim), dtype=np.float32)
+    for i, r in enumerate(rows):
+        v = np.frombuffer(r.vector, dtype=np.float32)
+        if v.shape[0] != dim:
+            raise CacheError(
+                f"stored vector of entry {r.id} has dim {v.shape[0]}, cache opened with dim "
+                f"{dim}: the store was filled by another embedding model"
+            )
+        out[i] = v
+    return out
+
+
+class Loader:
+    """Runs the index operations of a load on the cache's index thread."""
+
+    def __init__(self, store: DocumentStore, index: MemIndex, executor: Executor) -> None:
+        self.store, self.index, self.executor = store, index, executor
+
+    async def _on_index(self, fn: Callable[..., _T], *args: Any) -> _T:
+        return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
+
+    async def add_rows(self, rows: list[sa.Row[Any]]) -> int:
+        if not rows:
+            return 0
+        vecs = vectors_from_rows(rows, self.index.dim)
+        return await self._on_index(self.index.add, [meta_from_row(r) for r in rows], vecs)
+
+    async def rebuild(self, now: float) -> int:
+        started, total = time.monotonic(), 0
+        async for rows in self.store.iter_live(now, vectors=True):
+            total += await self.add_rows(rows)
+            log.info("cache rebuild: %d entries indexed (%.1fs)", total, time.monotonic() - started)
+        return total
+
+    async def from_snapshot(self, directory: Path, now: float) -> int | None:
+        """Loads and reconciles a snapshot; ``None`` when there is none usable."""
+        info = read_meta(directory, self.index.dim)
+        if info is None:
+            return None
+        labels = set(np.load(directory / "labels.npy").tolist())
+        capacity = max(int(info["entries"]) * 2, 1024)
+        await self._on_index(self.index.load_graph, directory / "index.bin", labels, capacity)
+        adopted = 0
+        async for rows in self.store.iter_live(now, vectors=False):
+            metas = [meta_from_row(r) for r in rows]
+            missing = await self._on_index(self.index.adopt, metas)
+            adopted += len(metas) - len(missing)
+            fresh = await self.store.live_rows([m.entry_id for m in missing], now, vectors=True)
+            await self.add_rows(fresh)
+        stale = await self._on_index(self.index.drop_unadopted)
+        log.info("cache snapshot seq %s: %d adopted, %d stale", info["seq"], adopted, stale)
+        return len(self.index.meta)
+
+
+def read_meta(directory: Path, dim: int) -> dict[str, Any] | None:
+    try:
+        info: dict[str, Any] = json.loads((directory / "meta.json").read_text())
+    except (OSError, ValueError):
+        return None
+    if info.get("format") != FORMAT or info.get("dim") != dim:
+        log.warning("cache snapshot in %s ignored: format/dim %s", directory, info)
+        return None
+    if not (directory / "index.bin").exists() or not (directory / "labels.npy").exists():
+        return None
+    return info
+
+
+def save_snapshot(index: MemIndex, directory: Path, seq: int, now: float) -> None:
+    """Writes a snapshot (call on the index thread)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    labels = index.save_graph(directory / "index.bin.tmp")
+    with open(directory / "labels.tmp.npy", "wb") as fh:
+        np.save(fh, np.asarray(labels, dtype=np.int64))
+    meta = {"format": FORMAT, "dim": index.dim, "seq": seq, "entries": len(labels), "saved_at": now}
+    (directory / "meta.json.tmp").write_text(json.dumps(meta))
+    (directory / "meta.json").unlink(missing_ok=True)
+    os.replace(directory / "index.bin.tmp", directory / "index.bin")
+    os.replace(directory / "labels.tmp.npy", directory / "labels.npy")
+    os.replace(directory / "meta.json.tmp", directory / "meta.json")

@@ -1,0 +1,288 @@
+"""The document store: SQL through SQLAlchemy's async engine.
+
+Every write that changes which entries are live appends to ``cache_changes`` in the
+same transaction. On PostgreSQL those transactions first take one advisory lock, so
+sequence numbers become visible in commit order and a poller reading ``seq > last``
+never skips a change that commits late.
+
+Driver and SQLAlchemy errors become :class:`CacheUnavailable` here.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from cache.errors import CacheUnavailable
+from cache.schema import OP_DELETE, OP_PUT, cache_changes, cache_entries
+from cache.types import EntryInfo
+
+_CHANGE_LOCK = 0x63616368  # "cach": serialises change-log writers on PostgreSQL
+_DB_ERRORS = (SQLAlchemyError, OSError, TimeoutError, ConnectionError)
+E = cache_entries.c
+
+META_COLUMNS = (
+    E.id,
+    E.tenant,
+    E.model_alias,
+    E.fingerprint,
+    E.category,
+    E.tier,
+    E.exact_hash,
+    E.created_at,
+    E.expires_at,
+    E.nbytes,
+    E.hit_count,
+    E.last_hit_at,
+)
+DOC_COLUMNS = (
+    E.id,
+    E.request_text,
+    E.answer,
+    E.backend,
+    E.tier,
+    E.prompt_tokens,
+    E.completion_tokens,
+    E.created_at,
+    E.category,
+    E.utility,
+    E.model_alias,
+    E.vector,
+)
+ORDER_FOR_EVICTION = {
+    "lru": (sa.func.coalesce(E.last_hit_at, E.created_at), E.id),
+    "lfu": (E.hit_count, sa.func.coalesce(E.last_hit_at, E.created_at), E.id),
+    "fifo": (E.created_at, E.id),
+}
+
+
+def make_engine(url: str) -> AsyncEngine:
+    if url.startswith("sqlite"):
+        engine = create_async_engine(url, connect_args={"timeout": 5})
+
+        @sa.event.listens_for(engine.sync_engine, "connect")
+        def _pragmas(dbapi_conn: Any, _record: Any) -> None:
+            # WAL lets the poller and lookups read while the writer commits.
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.close()
+
+        return engine
+    return create_async_engine(
+        url,
+        pool_pre_ping=True,
+        pool_size=5,
+        max_overflow=5,
+        connect_args={"timeout": 3, "command_timeout": 10},
+    )
+
+
+class DocumentStore:
+    """Typed async operations on ``cache_entries`` / ``cache_changes``."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+        self.is_postgres = engine.dialect.name == "postgresql"
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+    @asynccontextmanager
+    async def _read(self) -> AsyncIterator[AsyncConnection]:
+        try:
+            async with self.engine.connect() as conn:
+                yield conn
+        except _DB_ERRORS as exc:
+            raise CacheUnavailable(f"cache store unavailable: {exc}") from exc
+
+    @asynccontextmanager
+    async def _write(self) -> AsyncIterator[AsyncConnection]:
+        try:
+            async with self.engine.begin() as conn:
+                if self.is_postgres:
+                    await conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_CHANGE_LOCK)))
+                yield conn
+        except _DB_ERRORS as exc:
+            raise CacheUnavailable(f"cache store unavailable: {exc}") from exc
+
+    async def _log(self, conn: AsyncConnection, ids: Sequence[int], op: str, now: float) -> None:
+        if ids:
+            rows = [{"entry_id": i, "op": op, "at": now} for i in ids]
+            await conn.execute(sa.insert(cache_changes), rows)
+
+    # -- writes -------------------------------------------------------------------------
+    async def insert(self, rows: list[dict[str, Any]], now: float) -> list[int]:
+        """Inserts entries and their ``put`` changes; returns the new ids in row order."""
+        async with self._write() as conn:
+            result = await conn.execute(
+                sa.insert(cache_entries).returning(E.id, sort_by_parameter_order=True), rows
+            )
+            ids = [int(r[0]) for r in result]
+            await self._log(conn, ids, OP_PUT, now)
+            return ids
+
+    async def mark_deleted(
+        self, where: sa.ColumnElement[bool], reason: str, now: float
+    ) -> list[int]:
+        """Marks matching live entries deleted (logging the change); returns their ids."""
+        async with self._write() as conn:
+            stmt = (
+                sa.update(cache_entries)
+                .where(where, E.deleted.is_(False))
+                .values(deleted=True, delete_reason=reason)
+                .returning(E.id)
+            )
+            ids = [int(r[0]) for r in await conn.execute(stmt)]
+            await self._log(conn, ids, OP_DELETE, now)
+            return ids
+
+    async def evict(self, category: str, max_entries: int, eviction: str, now: float) -> list[int]:
+        """Deletes the category's entries beyond ``max_entries`` in ``eviction`` order."""
+        async with self._write() as conn:
+            live = sa.and_(E.category == category, E.deleted.is_(False))
+            count = (await conn.execute(sa.select(sa.func.count()).where(live))).scalar_one()
+            excess = int(count) - max_entries
+            if excess <= 0:
+                return []
+            victims = sa.select(E.id).where(live).order_by(*ORDER_FOR_EVICTION[eviction])
+            ids = [int(r[0]) for r in await conn.execute(victims.limit(excess))]
+            await conn.execute(
+                sa.update(cache_entries)
+                .where(E.id.in_(ids))
+                .values(deleted=True, delete_reason="evicted")
+            )
+            await self._log(conn, ids, OP_DELETE, now)
+            return ids
+
+    async def add_hits(self, hits: Mapping[int, tuple[int, float]]) -> None:
+        """Adds hit counts and sets last-hit times (batched by the writer)."""
+        if not hits:
+            return
+        stmt = (
+            sa.update(cache_entries)
+            .where(E.id == sa.bindparam("eid"))
+            .values(hit_count=E.hit_count + sa.bindparam("n"), last_hit_at=sa.bindparam("at"))
+        )
+        rows = [{"eid": k, "n": n, "at": at} for k, (n, at) in hits.items()]
+        try:
+            async with self.engine.begin() as conn:
+                await conn.execute(stmt.execution_options(synchronize_session=False), rows)
+        except _DB_ERRORS as exc:
+            raise CacheUnavailable(f"cache store unavailable: {exc}") from exc
+
+    async def update_fields(self, entry_id: int, values: dict[str, Any]) -> bool:
+        async with self._read() as conn:
+            stmt = sa.update(cache_entries).where(E.id == entry_id, E.deleted.is_(False))
+            result = await conn.execute(stmt.values(**values))
+            await conn.commit()
+            return bool(result.rowcount)
+
+    # -- reads --------------------------------------------------------------------------
+    async def max_seq(self) -> int:
+        async with self._read() as conn:
+            value = (await conn.execute(sa.select(sa.func.max(cache_changes.c.seq)))).scalar()
+            return int(value or 0)
+
+    async def changes_since(self, seq: int, limit: int = 5000) -> list[tuple[int, int, str]]:
+        c = cache_changes.c
+        stmt = sa.select(c.seq, c.entry_id, c.op).where(c.seq > seq).order_by(c.seq).limit(limit)
+        async with self._read() as conn:
+            return [(int(s), int(e), str(o)) for s, e, o in await conn.execute(stmt)]
+
+    async def live_rows(
+        self, ids: Sequence[int], now: float, *, vectors: bool
+    ) -> list[sa.Row[Any]]:
+        cols = (*META_COLUMNS, E.vector) if vectors else META_COLUMNS
+        out: list[sa.Row[Any]] = []
+        async with self._read() as conn:
+            for start in range(0, len(ids), 1000):
+                chunk = list(ids[start : start + 1000])
+                stmt = sa.select(*cols).where(
+                    E.id.in_(chunk), E.deleted.is_(False), E.expires_at > now
+                )
+                out.extend(await conn.execute(stmt))
+        return out
+
+    async def iter_live(
+        self, now: float, *, vectors: bool, chunk: int = 5000
+    ) -> AsyncIterator[list[sa.Row[Any]]]:
+        """All live entries in id order, ``chunk`` rows at a time (keyset paging)."""
+        cols = (*META_COLUMNS, E.vector) if vectors else META_COLUMNS
+        last = -1
+        while True:
+            stmt = (
+                sa.select(*cols)
+                .where(E.id > last, E.deleted.is_(False), E.expires_at > now)
+                .order_by(E.id)
+                .limit(chunk)
+            )
+            async with self._read() as conn:
+                rows = list(await conn.execute(stmt))
+            if not rows:
+                return
+            yield rows
+            last = int(rows[-1].id)
+
+    async def documents(self, ids: Sequence[int]) -> dict[int, Any]:
+        """Live documents by id (deleted ones are left out)."""
+        if not ids:
+            return {}
+        stmt = sa.select(*DOC_COLUMNS).where(E.id.in_(list(ids)), E.deleted.is_(False))
+        async with self._read() as conn:
+            return {int(r.id): r for r in await conn.execute(stmt)}
+
+    async def list_entries(
+        self, where: sa.ColumnElement[bool], offset: int, limit: int
+    ) -> list[EntryInfo]:
+        stmt = (
+            sa.select(cache_entries)
+            .where(where, E.deleted.is_(False))
+            .order_by(E.id.desc())
+            .offset(offset)
+            .limit(limit)
+        )
+        async with self._read() as conn:
+            return [_info(r) for r in await conn.execute(stmt)]
+
+    async def count(self, where: sa.ColumnElement[bool]) -> int:
+        stmt = sa.select(sa.func.count()).where(where, E.deleted.is_(False))
+        async with self._read() as conn:
+            return int((await conn.execute(stmt)).scalar_one())
+
+
+def _info(r: sa.Row[Any]) -> EntryInfo:
+    return EntryInfo(
+        entry_id=int(r.id),
+        tenant=r.tenant,
+        model_alias=r.model_alias,
+        fingerprint=r.fingerprint,
+        category=r.category,
+        request_text=r.request_text,
+        backend=r.backend,
+        tier=r.tier,
+        prompt_tokens=r.prompt_tokens,
+        completion_tokens=r.completion_tokens,
+        created_at=r.created_at,
+        expires_at=r.expires_at,
+        last_hit_at=r.last_hit_at,
+        hit_count=r.hit_count,
+        feedback_score=r.feedback_score,
+        utility=r.utility,
+    )
+
+
+def answer_text(answer_json: str) -> str:
+    """The assistant message content of a stored OpenAI chat completion ('' if none)."""
+    try:
+        doc = json.loads(answer_json)
+        content = doc["choices"][0]["message"]["content"]
+    except (ValueError, KeyError, IndexError, TypeError):
+        return ""
+    return content if isinstance(content, str) else ""

@@ -1,0 +1,264 @@
+"""Background work of a cache: the write-behind writer, the change-feed poller, the
+TTL sweeper and hit-count flushing.
+
+Replicas converge through ``cache_changes``: each polls ``seq > last_seq`` every
+``sync_interval_s`` and applies puts (fetching the row and its vector) and deletes.
+Its own writes are applied at once and skipped when they come back from the feed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from cache.docs import Document
+from cache.errors import CacheUnavailable
+from cache.memindex import EntryMeta
+from cache.normalize import exact_key
+from cache.policy import CategoryPolicy
+from cache.schema import OP_PUT, cache_entries
+from cache.snapshot import Loader
+from cache.types import CacheCounters, NewEntry
+
+if TYPE_CHECKING:
+    from cache.semantic_cache import SemanticCache
+
+log = logging.getLogger(__name__)
+E = cache_entries.c
+BATCH = 256
+ROW_OVERHEAD = 256  # metadata columns and index entries, roughly, for the bytes figure
+_Item = tuple[NewEntry, CategoryPolicy, float]
+
+
+class Background:
+    def __init__(
+        self, cache: SemanticCache, queue_size: int, sync_interval_s: float, sweep_interval_s: float
+    ) -> None:
+        self.cache = cache
+        self.queue: asyncio.Queue[_Item] = asyncio.Queue(maxsize=queue_size)
+        self.sync_interval_s, self.sweep_interval_s = sync_interval_s, sweep_interval_s
+        self.policies: dict[str, CategoryPolicy] = {}
+        self.tasks: list[asyncio.Task[None]] = []
+        self.poll_lock = asyncio.Lock()
+        self.closing = False
+        self.available = True
+        self.submitted = self.dropped_full = self.dropped_store = self.store_errors = 0
+
+    def start(self) -> None:
+        self.tasks = [
+            asyncio.create_task(self._writer(), name="cachegate-writer"),
+            asyncio.create_task(self._poller(), name="cachegate-sync"),
+        ]
+
+    async def stop(self) -> None:
+        self.closing = True
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.flush(), timeout=10)
+        for task in self.tasks:
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+
+    def enqueue(self, entry: NewEntry, policy: CategoryPolicy, now: float) -> bool:
+        if self.closing:
+            return False
+        try:
+            self.queue.put_nowait((entry, policy, now))
+        except asyncio.QueueFull:
+            self.dropped_full += 1
+            return False
+        self.submitted += 1
+        return True
+
+    async def flush(self) -> None:
+        await self.queue.join()
+        await self.flush_hits()
+        await self.poll()
+
+    def store_failed(self, exc: CacheUnavailable) -> None:
+        self.store_errors += 1
+        if self.available:
+            log.warning("cache store unavailable, serving from memory: %s", exc)
+        self.available = False
+
+    def store_ok(self) -> None:
+        if not self.available:
+            log.warning("cache store reachable again")
+        self.available = True
+
+    def counters(self, entries: int, capacity: int) -> CacheCounters:
+        return CacheCounters(
+            entries=entries,
+            submitted=self.submitted,
+            dropped_queue_full=self.dropped_full,
+            dropped_store_error=self.dropped_store,
+            store_errors=self.store_errors,
+            store_available=self.available,
+            last_seq=self.cache.last_seq,
+            index_capacity=capacity,
+        )
+
+    # -- writer -------------------------------------------------------------------------
+    async def _writer(self) -> None:
+        while True:
+            batch = [await self.queue.get()]
+            while len(batch) < BATCH and not self.queue.empty():
+                batch.append(self.queue.get_nowait())
+            try:
+                categories = await self._write(batch)
+            except CacheUnavailable as exc:
+                self.dropped_store += len(batch)
+                self.store_failed(exc)
+                categories = set()
+            try:
+                await self._enforce_quotas(categories)
+                self.store_ok()
+            except CacheUnavailable as exc:
+                self.store_failed(exc)  # the next batch of the category evicts again
+            finally:
+                for _ in batch:
+                    self.queue.task_done()
+
+    async def _write(self, batch: list[_Item]) -> set[str]:
+        """Stores a batch and adds it to memory; returns the categories written."""
+        cache = self.cache
+        rows: list[dict[str, Any]] = []
+        for entry, policy, now in batch:
+            try:
+                rows.append(_row(entry, policy, now, cache.dim))
+            except (TypeError, ValueError) as exc:  # a response json cannot encode
+                log.error("cache entry dropped, response not JSON-serialisable: %s", exc)
+                self.dropped_store += 1
+                continue
+            self.policies[entry.category] = policy
+        if not rows:
+            return set()
+        ids = await cache.store.insert(rows, cache.clock())
+        metas, docs = [], []
+        for eid, row in zip(ids, rows, strict=True):
+            metas.append(
+                EntryMeta(
+                    entry_id=eid,
+                    tenant=row["tenant"],
+                    model_alias=row["model_alias"],
+                    fingerprint=row["fingerprint"],
+                    category=row["category"],
+                    tier=row["tier"],
+                    exact_hash=row["exact_hash"],
+                    created_at=row["created_at"],
+                    expires_at=row["expires_at"],
+                    nbytes=row["nbytes"],
+                )
+            )
+            docs.append(Document.from_row(_RowView(eid, row)))
+        vecs = np.stack([np.frombuffer(r["vector"], dtype=np.float32) for r in rows])
+        await cache.on_index(cache.index.add, metas, vecs)
+        for doc in docs:
+            cache.docs.put(doc)
+        return {r["category"] for r in rows}
+
+    async def _enforce_quotas(self, categories: set[str]) -> None:
+        if not categories:
+            return
+        cache = self.cache
+        await self.flush_hits()  # eviction orders by hit counts and times
+        for category in sorted(categories):
+            p = self.policies[category]
+            gone = await cache.store.evict(category, p.max_entries, p.eviction, cache.clock())
+            await cache.forget(gone, cache.evictions)
+
+    # -- poller -------------------------------------------------------------------------
+    async def _poller(self) -> None:
+        loop = asyncio.get_running_loop()
+        next_sweep = loop.time() + self.sweep_interval_s
+        while True:
+            await asyncio.sleep(self.sync_interval_s)
+            try:
+                await self.poll()
+                await self.flush_hits()
+                if loop.time() >= next_sweep:
+                    next_sweep = loop.time() + self.sweep_interval_s
+                    await self.sweep()
+                self.store_ok()
+            except CacheUnavailable as exc:
+                self.store_failed(exc)
+
+    async def poll(self) -> int:
+        """Applies changes made since ``last_seq`` (by any replica); returns how many."""
+        cache = self.cache
+        async with self.poll_lock:
+            applied = 0
+            while True:
+                changes = await cache.store.changes_since(cache.last_seq)
+                if not changes:
+                    return applied
+                puts = [e for _, e, op in changes if op == OP_PUT and e not in cache.index.meta]
+                dels = [e for _, e, op in changes if op != OP_PUT]
+                rows = await cache.store.live_rows(puts, cache.clock(), vectors=True)
+                await Loader(cache.store, cache.index, cache._executor).add_rows(rows)
+                await cache.forget(dels, None)
+                cache.last_seq = changes[-1][0]
+                applied += len(changes)
+
+    async def flush_hits(self) -> None:
+        pending, self.cache._pending_hits = self.cache._pending_hits, {}
+        try:
+            await self.cache.store.add_hits(pending)
+        except CacheUnavailable:
+            # Hit statistics are best effort; keep them for the next attempt.
+            for eid, (n, at) in pending.items():
+                m, _ = self.cache._pending_hits.get(eid, (0, at))
+                self.cache._pending_hits[eid] = (n + m, at)
+            raise
+
+    async def sweep(self) -> int:
+        """Removes expired entries from memory, then from the store; returns how many."""
+        cache = self.cache
+        now = cache.clock()
+        local = await cache.on_index(cache.index.expired, now)
+        await cache.forget(local, cache.expirations)
+        gone = await cache.store.mark_deleted(E.expires_at <= now, "expired", now)
+        await cache.forget(gone, cache.expirations)
+        return len(set(local) | set(gone))
+
+
+def _row(entry: NewEntry, policy: CategoryPolicy, now: float, dim: int) -> dict[str, Any]:
+    v = np.asarray(entry.vector, dtype=np.float32).reshape(-1)
+    norm = float(np.linalg.norm(v)) or 1.0
+    answer = json.dumps(entry.response, separators=(",", ":"), ensure_ascii=False)
+    s = entry.scope
+    return {
+        "tenant": s.tenant,
+        "model_alias": s.model_alias,
+        "fingerprint": s.fingerprint,
+        "category": entry.category,
+        "exact_hash": exact_key(s, entry.text),
+        "request_text": entry.text,
+        "answer": answer,
+        "backend": entry.backend,
+        "tier": entry.tier,
+        "prompt_tokens": entry.prompt_tokens,
+        "completion_tokens": entry.completion_tokens,
+        "vector": (v / norm).astype(np.float32).tobytes(),
+        "nbytes": len(entry.text.encode()) + len(answer.encode()) + 4 * dim + ROW_OVERHEAD,
+        "created_at": now,
+        "expires_at": now + policy.ttl_seconds,
+        "hit_count": 0,
+        "deleted": False,
+        "utility": 0.5,
+    }
+
+
+class _RowView:
+    """Attribute access over a just-inserted row dict (for Document.from_row)."""
+
+    def __init__(self, eid: int, row: dict[str, Any]) -> None:
+        self.id = eid
+        self._row = row
+
+    def __getattr__(self, name: str) -> Any:
+        return self._row[name]
