@@ -1,0 +1,150 @@
+"""Scorers: one method turning a request's features into P(small is good enough).
+
+As in RouteLLM, a router kind is a class with one scoring method returning a
+number in [0, 1]; the threshold decision is shared (:class:`router.Router`)
+and kinds are looked up by name in :data:`SCORERS`, refusing unknown names.
+"""
+
+from __future__ import annotations
+
+import random
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from typing import ClassVar
+
+import numpy as np
+import numpy.typing as npt
+
+from router.errors import RouterConfigError
+from router.model import F32, LearnedModel, sigmoid
+from router.types import RouteFeatures, Tier
+
+
+class Scorer(ABC):
+    """Scores requests; higher means the small model is more likely enough."""
+
+    name: ClassVar[str]
+    #: Set for kinds that always choose one tier; the decision says ``pinned``.
+    pinned: ClassVar[Tier | None] = None
+
+    @abstractmethod
+    def score_batch(self, features: Sequence[RouteFeatures]) -> F32:
+        """Scores in [0, 1], one per request."""
+
+    def score(self, features: RouteFeatures) -> float:
+        return float(self.score_batch([features])[0])
+
+
+class AlwaysSmall(Scorer):
+    name = "always-small"
+    pinned = "small"
+
+    def score_batch(self, features: Sequence[RouteFeatures]) -> F32:
+        return np.ones(len(features), dtype=np.float32)
+
+
+class AlwaysLarge(Scorer):
+    name = "always-large"
+    pinned = "large"
+
+    def score_batch(self, features: Sequence[RouteFeatures]) -> F32:
+        return np.zeros(len(features), dtype=np.float32)
+
+
+class RandomScorer(Scorer):
+    """Uniform scores: the baseline every learned router must beat."""
+
+    name = "random"
+
+    def __init__(self, seed: int = 0) -> None:
+        self._rng = random.Random(seed)
+
+    def score_batch(self, features: Sequence[RouteFeatures]) -> F32:
+        return np.array([self._rng.random() for _ in features], dtype=np.float32)
+
+
+def _stack(features: Sequence[RouteFeatures]) -> tuple[F32, npt.NDArray[np.float32]]:
+    vectors = np.stack([f.vector for f in features]).astype(np.float32)
+    tokens = np.array([f.prompt_tokens for f in features], dtype=np.float32)
+    return vectors, tokens
+
+
+class LearnedScorer(Scorer):
+    """Base of the kinds that read a :class:`LearnedModel`."""
+
+    def __init__(self, model: LearnedModel) -> None:
+        dim = model.memory.vectors.shape[1]
+        self.model = model
+        self.dim = dim
+
+    def _vectors(self, features: Sequence[RouteFeatures]) -> tuple[F32, F32]:
+        vectors, tokens = _stack(features)
+        if vectors.shape[1] != self.dim:
+            raise RouterConfigError(
+                f"vector has {vectors.shape[1]} dimensions, the router was trained on {self.dim}"
+            )
+        return vectors, tokens
+
+
+class LogisticScorer(LearnedScorer):
+    """Logistic regression on the request vector and prompt length."""
+
+    name = "logistic"
+
+    def score_batch(self, features: Sequence[RouteFeatures]) -> F32:
+        vectors, tokens = self._vectors(features)
+        return sigmoid(self.model.lr_logits(vectors, tokens))
+
+
+class KnnScorer(LearnedScorer):
+    """What the nearest training requests needed: their weighted outcome rates."""
+
+    name = "knn"
+
+    def score_batch(self, features: Sequence[RouteFeatures]) -> F32:
+        vectors, _ = self._vectors(features)
+        return self.model.memory.stats(vectors)[:, 0].copy()
+
+
+class BlendScorer(LearnedScorer):
+    """Logistic regression and kNN rates stacked (the default kind)."""
+
+    name = "blend"
+
+    def score_batch(self, features: Sequence[RouteFeatures]) -> F32:
+        vectors, tokens = self._vectors(features)
+        model = self.model
+        cache_sim = np.array(
+            [max(f.neighbour_similarities, default=0.0) for f in features], dtype=np.float32
+        )
+        design = model.stack_design(
+            model.lr_logits(vectors, tokens),
+            model.memory.stats(vectors),
+            cache_sim,
+            [f.category for f in features],
+        )
+        return sigmoid(design @ model.stack_weights)
+
+
+SCORERS: dict[str, type[Scorer]] = {
+    cls.name: cls
+    for cls in (BlendScorer, LogisticScorer, KnnScorer, RandomScorer, AlwaysSmall, AlwaysLarge)
+}
+
+
+def check_kind(kind: str) -> str:
+    if kind not in SCORERS:
+        raise RouterConfigError(f"unknown router kind {kind!r}; known: {', '.join(SCORERS)}")
+    return kind
+
+
+def make_scorer(kind: str, model: LearnedModel | None = None, seed: int = 0) -> Scorer:
+    """The scorer registered as ``kind``; learned kinds need ``model``."""
+    cls = SCORERS[check_kind(kind)]
+    if issubclass(cls, LearnedScorer):
+        if model is None:
+            raise RouterConfigError(f"router kind {kind!r} needs a trained model")
+        return cls(model)
+    if cls is RandomScorer:
+        return RandomScorer(seed)
+    return cls()
