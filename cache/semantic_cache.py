@@ -290,8 +290,18 @@ class SemanticCache:
         return self.bg.enqueue(entry, policy, self.clock())
 
     async def flush(self) -> None:
-        """Waits until everything submitted so far is written (or dropped) and applied."""
+        """Waits until everything submitted so far is written (or dropped) and applied,
+        and applies other replicas' changes committed before the call."""
         await self.bg.flush()
+
+    async def sweep(self) -> int:
+        """Removes expired entries now (the background sweeper runs every
+        ``sweep_interval_s``); returns how many. Raises CacheUnavailable."""
+        return await self.bg.sweep()
+
+    async def sync(self) -> int:
+        """Applies the change feed now; returns how many changes. Raises CacheUnavailable."""
+        return await self.bg.poll()
 
     def _vector(self, vector: Vector) -> Vector:
         v = np.asarray(vector, dtype=np.float32).reshape(-1)

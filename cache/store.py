@@ -143,16 +143,37 @@ class DocumentStore:
             await self._log(conn, ids, OP_DELETE, now)
             return ids
 
-    async def evict(self, category: str, max_entries: int, eviction: str, now: float) -> list[int]:
-        """Deletes the category's entries beyond ``max_entries`` in ``eviction`` order."""
+    async def evict(
+        self,
+        category: str,
+        max_entries: int,
+        eviction: str,
+        now: float,
+        protect: Sequence[int] = (),
+    ) -> list[int]:
+        """Deletes the category's entries beyond ``max_entries`` in ``eviction`` order.
+
+        ``protect`` (the batch just written) is spared while older entries can make
+        room: under LFU a newcomer has no hits yet and would otherwise always go first.
+        """
         async with self._write() as conn:
             live = sa.and_(E.category == category, E.deleted.is_(False))
             count = (await conn.execute(sa.select(sa.func.count()).where(live))).scalar_one()
             excess = int(count) - max_entries
             if excess <= 0:
                 return []
-            victims = sa.select(E.id).where(live).order_by(*ORDER_FOR_EVICTION[eviction])
-            ids = [int(r[0]) for r in await conn.execute(victims.limit(excess))]
+            order = ORDER_FOR_EVICTION[eviction]
+            older = live if not protect else sa.and_(live, E.id.not_in(list(protect)))
+            ids = [
+                int(r[0])
+                for r in await conn.execute(
+                    sa.select(E.id).where(older).order_by(*order).limit(excess)
+                )
+            ]
+            if len(ids) < excess:
+                rest = sa.and_(live, E.id.not_in(ids)) if ids else live
+                stmt = sa.select(E.id).where(rest).order_by(*order).limit(excess - len(ids))
+                ids += [int(r[0]) for r in await conn.execute(stmt)]
             await conn.execute(
                 sa.update(cache_entries)
                 .where(E.id.in_(ids))

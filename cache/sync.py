@@ -113,7 +113,7 @@ class Background:
             except CacheUnavailable as exc:
                 self.dropped_store += len(batch)
                 self.store_failed(exc)
-                categories = set()
+                categories = {}
             try:
                 await self._enforce_quotas(categories)
                 self.store_ok()
@@ -123,8 +123,8 @@ class Background:
                 for _ in batch:
                     self.queue.task_done()
 
-    async def _write(self, batch: list[_Item]) -> set[str]:
-        """Stores a batch and adds it to memory; returns the categories written."""
+    async def _write(self, batch: list[_Item]) -> dict[str, list[int]]:
+        """Stores a batch and adds it to memory; returns the new ids by category."""
         cache = self.cache
         rows: list[dict[str, Any]] = []
         for entry, policy, now in batch:
@@ -136,7 +136,7 @@ class Background:
                 continue
             self.policies[entry.category] = policy
         if not rows:
-            return set()
+            return {}
         ids = await cache.store.insert(rows, cache.clock())
         metas, docs = [], []
         for eid, row in zip(ids, rows, strict=True):
@@ -159,16 +159,21 @@ class Background:
         await cache.on_index(cache.index.add, metas, vecs)
         for doc in docs:
             cache.docs.put(doc)
-        return {r["category"] for r in rows}
+        written: dict[str, list[int]] = {}
+        for eid, row in zip(ids, rows, strict=True):
+            written.setdefault(row["category"], []).append(eid)
+        return written
 
-    async def _enforce_quotas(self, categories: set[str]) -> None:
-        if not categories:
+    async def _enforce_quotas(self, written: dict[str, list[int]]) -> None:
+        if not written:
             return
         cache = self.cache
         await self.flush_hits()  # eviction orders by hit counts and times
-        for category in sorted(categories):
+        for category, fresh in sorted(written.items()):
             p = self.policies[category]
-            gone = await cache.store.evict(category, p.max_entries, p.eviction, cache.clock())
+            gone = await cache.store.evict(
+                category, p.max_entries, p.eviction, cache.clock(), protect=fresh
+            )
             await cache.forget(gone, cache.evictions)
 
     # -- poller -------------------------------------------------------------------------

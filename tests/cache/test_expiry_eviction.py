@@ -1,0 +1,77 @@
+from __future__ import annotations
+
+import pytest
+
+from cache import CategoryPolicy, SemanticCache
+from tests.cache.conftest import SCOPE, Clock, entry, unit
+
+
+async def test_ttl_expiry_at_read_time_and_by_sweep(cache: SemanticCache, clock: Clock) -> None:
+    short = CategoryPolicy(ttl_seconds=60)
+    cache.submit(entry("price of BTC now", unit(1), category="time-sensitive"), short)
+    cache.submit(entry("stable fact", unit(2), category="factual"), CategoryPolicy())
+    await cache.flush()
+    assert await cache.lookup(SCOPE, "price of BTC now", unit(1), "time-sensitive", short)
+    clock.advance(59.9)
+    assert await cache.lookup(SCOPE, "price of BTC now", unit(1), "time-sensitive", short)
+    clock.advance(0.2)
+    assert await cache.lookup(SCOPE, "price of BTC now", unit(1), "time-sensitive", short) is None
+    assert await cache.neighbours("acme", unit(1), k=3, floor=0.9) == []
+    assert len(await cache.list_entries()) == 2  # still in SQL until swept
+    assert await cache.sweep() == 1
+    assert [e.request_text for e in await cache.list_entries()] == ["stable fact"]
+    stats = {s.category: s for s in await cache.stats()}
+    assert stats["time-sensitive"].expirations == 1 and stats["time-sensitive"].entries == 0
+    assert await cache.lookup(SCOPE, "stable fact", unit(2), "factual", CategoryPolicy())
+
+
+async def _fill(cache: SemanticCache, clock: Clock, policy: CategoryPolicy, n: int) -> None:
+    for i in range(n):
+        cache.submit(entry(f"q{i}", unit(i), category="code"), policy)
+        await cache.flush()
+        clock.advance(1)
+
+
+async def _hit(cache: SemanticCache, clock: Clock, i: int, policy: CategoryPolicy) -> None:
+    assert await cache.lookup(SCOPE, f"q{i}", unit(i), "code", policy) is not None
+    clock.advance(1)
+
+
+@pytest.mark.parametrize(
+    ("eviction", "hits", "evicted"),
+    [
+        ("lru", [0, 2, 1], "q3"),  # q3 is the least recently used
+        ("lfu", [0, 0, 1, 3, 2, 2, 3], "q1"),  # counts q0=2 q1=1 q2=2 q3=2
+        ("fifo", [0, 0, 0], "q0"),  # hits do not matter: the oldest goes
+    ],
+)
+async def test_quota_eviction(
+    cache: SemanticCache, clock: Clock, eviction: str, hits: list[int], evicted: str
+) -> None:
+    policy = CategoryPolicy(max_entries=4, eviction=eviction, similarity_threshold=0.99)  # type: ignore[arg-type]
+    other = CategoryPolicy(max_entries=1)
+    cache.submit(entry("unrelated", unit(99), category="math"), other)
+    await _fill(cache, clock, policy, 4)
+    for i in hits:
+        await _hit(cache, clock, i, policy)
+    await _fill_one(cache, policy)
+    left = sorted(e.request_text for e in await cache.list_entries(category="code"))
+    assert evicted not in left and len(left) == 4 and "q4" in left
+    assert await cache.lookup(SCOPE, evicted, unit(int(evicted[1:])), "code", policy) is None
+    assert [e.request_text for e in await cache.list_entries(category="math")] == ["unrelated"]
+    stats = {s.category: s for s in await cache.stats()}
+    assert stats["code"].evictions == 1 and stats["code"].entries == 4
+
+
+async def _fill_one(cache: SemanticCache, policy: CategoryPolicy) -> None:
+    cache.submit(entry("q4", unit(4), category="code"), policy)
+    await cache.flush()
+
+
+async def test_batch_larger_than_quota_keeps_the_newest(cache: SemanticCache) -> None:
+    policy = CategoryPolicy(max_entries=2, eviction="lfu")
+    for i in range(5):
+        cache.submit(entry(f"b{i}", unit(i), category="code"), policy)
+    await cache.flush()
+    assert len(await cache.list_entries(category="code")) == 2
+    assert cache.counters().entries == 2
