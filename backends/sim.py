@@ -60,6 +60,9 @@ class SimState:
     semaphore: asyncio.Semaphore | None = None
 
 
+SIM_STATE: web.AppKey[SimState] = web.AppKey("sim_state", SimState)
+
+
 def digest(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
@@ -113,7 +116,7 @@ def _error(status: int, message: str, type_: str) -> web.Response:
 
 
 async def _completion(request: web.Request) -> web.StreamResponse:
-    state: SimState = request.app["sim"]
+    state: SimState = request.app[SIM_STATE]
     try:
         body = await request.json()
     except ValueError:
@@ -234,7 +237,7 @@ async def _stream(
 
 
 async def _models(request: web.Request) -> web.Response:
-    state: SimState = request.app["sim"]
+    state: SimState = request.app[SIM_STATE]
     model = {
         "id": state.profile.model,
         "object": "model",
@@ -245,7 +248,7 @@ async def _models(request: web.Request) -> web.Response:
 
 
 async def _get_requests(request: web.Request) -> web.Response:
-    state: SimState = request.app["sim"]
+    state: SimState = request.app[SIM_STATE]
     return web.json_response(
         {
             "received": list(state.received),
@@ -256,7 +259,7 @@ async def _get_requests(request: web.Request) -> web.Response:
 
 
 async def _set_config(request: web.Request) -> web.Response:
-    state: SimState = request.app["sim"]
+    state: SimState = request.app[SIM_STATE]
     try:
         changes = await request.json()
         allowed = {f.name for f in fields(Faults)}
@@ -270,7 +273,7 @@ async def _set_config(request: web.Request) -> web.Response:
 
 
 async def _reset(request: web.Request) -> web.Response:
-    state: SimState = request.app["sim"]
+    state: SimState = request.app[SIM_STATE]
     state.received.clear()
     state.served = 0
     state.peak_in_flight = 0
@@ -290,7 +293,7 @@ def make_sim_app(
     state = SimState(profile=prof, faults=Faults(), rng=random.Random(0))
     configure(state, faults or Faults())
     app = web.Application(client_max_size=32 * 1024 * 1024)
-    app["sim"] = state
+    app[SIM_STATE] = state
     app.router.add_post("/v1/chat/completions", _completion)
     app.router.add_post("/v1/completions", _completion)
     app.router.add_get("/v1/models", _models)
@@ -318,7 +321,7 @@ class SimServer:
 
     @property
     def state(self) -> SimState:
-        state: SimState = self.app["sim"]
+        state: SimState = self.app[SIM_STATE]
         return state
 
     @property
