@@ -76,8 +76,11 @@ class Background:
 
     async def flush(self) -> None:
         await self.queue.join()
-        await self.flush_hits()
-        await self.poll()
+        try:
+            await self.flush_hits()
+            await self.poll()
+        except CacheUnavailable as exc:
+            self.store_failed(exc)
 
     def store_failed(self, exc: CacheUnavailable) -> None:
         self.store_errors += 1
@@ -109,14 +112,15 @@ class Background:
             while len(batch) < BATCH and not self.queue.empty():
                 batch.append(self.queue.get_nowait())
             try:
-                categories = await self._write(batch)
+                written = await self._write(batch)
             except CacheUnavailable as exc:
                 self.dropped_store += len(batch)
                 self.store_failed(exc)
-                categories = {}
+                written = None
             try:
-                await self._enforce_quotas(categories)
-                self.store_ok()
+                if written is not None:
+                    await self._enforce_quotas(written)
+                    self.store_ok()
             except CacheUnavailable as exc:
                 self.store_failed(exc)  # the next batch of the category evicts again
             finally:
