@@ -13,12 +13,12 @@ from router.calibrate import (
 from router.config import RouterConfig
 from router.errors import RouterArtifactError, RouterConfigError, RouterDataError, RouterError
 from router.examples import ExampleCandidate, ExampleConfig, build_messages, select_examples
-from router.fit import FitParams
+from router.fit import FitArrays, FitParams, FitResult, fit_model
 from router.metrics import RoutingQuality, routing_quality
 from router.records import RouteRecord, read_records, record_from_log
-from router.router import Router, load_router, untrained_router
+from router.router import Router, load_router, router_from_model, untrained_router
 from router.scorers import SCORERS, Scorer
-from router.train import TrainReport, estimate_tokens, train_router
+from router.train import TrainReport, arrays_from_records, estimate_tokens, train_router
 from router.types import RouteDecision, RouteFeatures, Tier, TierLoad
 from router.utility import ExampleOutcome, RefreshResult, Utility, UtilityModel, refresh
 
@@ -27,7 +27,9 @@ __all__ = [
     "ExampleCandidate",
     "ExampleConfig",
     "ExampleOutcome",
+    "FitArrays",
     "FitParams",
+    "FitResult",
     "RefreshResult",
     "RouteDecision",
     "RouteFeatures",
@@ -45,15 +47,18 @@ __all__ = [
     "TrainReport",
     "Utility",
     "UtilityModel",
+    "arrays_from_records",
     "build_messages",
     "calibrate_for_budget",
     "calibrate_threshold",
     "estimate_tokens",
+    "fit_model",
     "large_share_at",
     "load_router",
     "read_records",
     "record_from_log",
     "refresh",
+    "router_from_model",
     "routing_quality",
     "select_examples",
     "share_for_budget",

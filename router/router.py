@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from importlib import resources
 from pathlib import Path
@@ -45,6 +45,10 @@ class Router:
 
     def score(self, features: RouteFeatures) -> float:
         return self.scorer.score(features)
+
+    def score_batch(self, features: Sequence[RouteFeatures]) -> list[float]:
+        """Scores for many requests at once (calibration on logged traffic, benches)."""
+        return [float(s) for s in self.scorer.score_batch(features)] if features else []
 
     def decide(
         self, features: RouteFeatures, load: Mapping[str, TierLoad] | None = None
@@ -90,6 +94,12 @@ def load_router(path: Path | None = None, config: RouterConfig | None = None) ->
             model = load_model(fh)
     else:
         model = load_model(Path(path))
+    return Router(make_scorer(config.kind, model, config.seed), config, model)
+
+
+def router_from_model(model: LearnedModel, config: RouterConfig | None = None) -> Router:
+    """A router over a model fitted in this process (benches, tests)."""
+    config = config or RouterConfig()
     return Router(make_scorer(config.kind, model, config.seed), config, model)
 
 
