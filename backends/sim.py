@@ -109,6 +109,11 @@ def _answer_tokens(state: SimState, body: dict[str, Any]) -> int:
     return min(n, limit) if isinstance(limit, int) and limit > 0 else n
 
 
+def _finish_reason(state: SimState, n_tokens: int) -> str:
+    """``length`` when max_tokens cut the answer short, as real servers report it."""
+    return "length" if n_tokens < state.profile.answer_tokens else "stop"
+
+
 def _error(status: int, message: str, type_: str) -> web.Response:
     return web.json_response(
         {"error": {"message": message, "type": type_, "param": None, "code": None}}, status=status
@@ -171,11 +176,18 @@ def _full_body(state: SimState, body: dict[str, Any], chat: bool, n_tokens: int)
                 {
                     "index": i,
                     "message": {"role": "assistant", "content": text},
-                    "finish_reason": "stop",
+                    "finish_reason": _finish_reason(state, n_tokens),
                 }
             )
         else:
-            choices.append({"index": i, "text": text, "finish_reason": "stop", "logprobs": None})
+            choices.append(
+                {
+                    "index": i,
+                    "text": text,
+                    "finish_reason": _finish_reason(state, n_tokens),
+                    "logprobs": None,
+                }
+            )
     return {
         "id": rid,
         "object": "chat.completion" if chat else "text_completion",
@@ -217,7 +229,7 @@ async def _stream(
         first["choices"][0]["delta"] = {"role": "assistant", "content": ""}
         events.append(first)
     events += [chunk(w if i == 0 else " " + w, None) for i, w in enumerate(words)]
-    events.append(chunk(None, "stop"))
+    events.append(chunk(None, _finish_reason(state, n_tokens)))
     opts = body.get("stream_options")
     if isinstance(opts, dict) and opts.get("include_usage"):
         pt = _prompt_tokens(body)

@@ -1,70 +1,43 @@
-"""Request orchestration for chat completions and completions (steps 1-9 of DESIGN.md)."""
+"""Request orchestration for chat completions and completions (steps 1-9 of DESIGN.md).
+
+normalise → embed once → classify → policy → lookup (exact, then HNSW +
+equivalence) → on a miss route (small/large, with in-context examples for the
+small model) → call the backend → store complete answers write-behind.
+The cache fails open: an embedder or store failure turns into a bypass or a
+miss, counted in metrics, never into an error for the client.
+"""
 
 from __future__ import annotations
 
-import json
+import logging
 import time
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
-from backends.backend import Backend, Tier, usage_of
-from backends.errors import UpstreamError
-from backends.pool import PoolReply
+from backends.backend import Backend, Tier
+from backends.errors import EmbedderError
 from backends.transport import BackendRequest
+from cache import CacheError, CacheHit, CacheScope, CategoryPolicy, Neighbour
 from proxy.auth import Principal
-from proxy.errors import NotFound, spec_for
-from proxy.normalise import Normalised, normalise_chat, normalise_completion
+from proxy.errors import NotFound
+from proxy.feedback import ResponseRecord
+from proxy.normalise import (
+    Normalised,
+    has_non_text_parts,
+    normalise_chat,
+    normalise_completion,
+)
 from proxy.protocol import ChatCompletionRequest, CompletionRequest, validate
+from proxy.relay import Relay, StoreIntent
 from proxy.services import Services
-from proxy.streaming import DONE_EVENT, StreamAccumulator, error_event
+from proxy.streaming import new_id, replay_events
+from proxy.trace import CacheControl, Endpoint, Trace, finish
+from router import ExampleCandidate, RouteFeatures, TierLoad, build_messages, estimate_tokens
+from router import select_examples as pick_examples
 
-Endpoint = Literal["chat", "completion"]
-RouteReason = Literal["pinned", "router", "override", "fallback", "load"]
-
-
-@dataclass
-class Trace:
-    """What happened to one request: becomes response headers and metric labels."""
-
-    endpoint: Endpoint
-    request_id: str
-    cache: str = "bypass"
-    category: str = "general"
-    similarity: float | None = None
-    backend: str | None = None
-    route: RouteReason | None = None
-    router_score: float | None = None
-    started: float = 0.0
-
-    def headers(self) -> dict[str, str]:
-        h = {
-            "x-request-id": self.request_id,
-            "x-cachegate-cache": self.cache,
-            "x-cachegate-category": self.category,
-        }
-        if self.similarity is not None:
-            h["x-cachegate-similarity"] = f"{self.similarity:.4f}"
-        if self.backend is not None:
-            h["x-cachegate-backend"] = self.backend
-        if self.route is not None:
-            h["x-cachegate-route"] = self.route
-        if self.router_score is not None:
-            h["x-cachegate-router-score"] = f"{self.router_score:.4f}"
-        return h
-
-
-@dataclass(frozen=True)
-class CacheControl:
-    no_cache: bool = False  # skip the lookup
-    no_store: bool = False  # skip the write
-
-    @classmethod
-    def parse(cls, header: str | None) -> CacheControl:
-        directives = {d.strip().lower() for d in (header or "").split(",")}
-        return cls(no_cache="no-cache" in directives, no_store="no-store" in directives)
+log = logging.getLogger("cachegate.pipeline")
 
 
 @dataclass
@@ -76,7 +49,19 @@ class Prepared:
     include_usage: bool
     alias: str
     pinned: Backend | None
+    single_choice: bool
+    text_only: bool
+
+
+@dataclass
+class Understanding:
+    """Steps 1-4: what the request asks, in which category, under which policy."""
+
     norm: Normalised
+    vector: Any | None  # backends.Vector; None when nothing was embedded
+    category: str
+    policy: CategoryPolicy
+    scope: CacheScope | None  # None: not cacheable
 
 
 class Pipeline:
@@ -93,25 +78,45 @@ class Pipeline:
         trace: Trace,
     ) -> Response:
         prepared = self._prepare(body, endpoint)
-        primary, cross_tier = self._choose(prepared, trace)
+        u = await self._understand(principal, prepared, endpoint, trace)
+        if u.scope is not None and not control.no_cache:
+            hit = await self._lookup(u, trace)
+            if hit is not None:
+                return self._hit_response(hit, prepared, principal, u, trace)
+        primary, cross_tier, neighbours = await self._route(principal, prepared, u, trace)
+        examples = self._examples(principal, prepared, u, primary.tier, neighbours, trace)
+        send_body = prepared.body
+        if examples and endpoint == "chat":
+            send_body = {**prepared.body, "messages": build_messages(body["messages"], examples)}
         path = "/chat/completions" if endpoint == "chat" else "/completions"
-        request = BackendRequest(path=path, body=prepared.body, stream=prepared.stream)
-        stage_started = time.perf_counter()
-        reply = await self.s.pool.call(primary, request, cross_tier=cross_tier)
-        self._note_backend(reply, primary, trace, time.perf_counter() - stage_started)
-        if reply.reply.events is not None:
-            return self._stream_response(reply, prepared, trace)
-        return self._json_response(reply, trace)
+        request = BackendRequest(path=path, body=send_body, stream=prepared.stream)
+        started = time.perf_counter()
+        pr = await self.s.pool.call(primary, request, cross_tier=cross_tier)
+        trace.backend = pr.backend.name
+        if pr.fell_back:
+            trace.route = "fallback"
+            self.s.metrics.fallbacks.labels(primary.tier, pr.backend.tier).inc()
+        self.s.metrics.stage_duration.labels("backend_ttft").observe(time.perf_counter() - started)
+        intent = self._store_intent(principal, prepared, u, control, examples)
+        relay = Relay(self.s, pr, trace, intent)
+        if pr.reply.events is not None:
+            return StreamingResponse(
+                relay.stream(),
+                media_type="text/event-stream",
+                headers={**trace.headers(), "Cache-Control": "no-cache"},
+            )
+        return JSONResponse(relay.json(), headers=trace.headers())
 
-    # -- steps --------------------------------------------------------------
+    # -- 1. validate ----------------------------------------------------------
 
     def _prepare(self, body: dict[str, Any], endpoint: Endpoint) -> Prepared:
         if endpoint == "chat":
             req: ChatCompletionRequest | CompletionRequest = validate(ChatCompletionRequest, body)
-            norm = normalise_chat(body)
+            last = body["messages"][-1]
+            text_only = not has_non_text_parts(last.get("content"))
         else:
             req = validate(CompletionRequest, body)
-            norm = normalise_completion(body)
+            text_only = isinstance(body.get("prompt"), str)
         pinned = self.s.pool.resolve(req.model)
         if req.model != "auto" and pinned is None:
             known = ", ".join(["auto", *self.s.pool.aliases])
@@ -127,109 +132,225 @@ class Pipeline:
             include_usage=bool(opts.get("include_usage")),
             alias=req.model,
             pinned=pinned,
-            norm=norm,
+            single_choice=(req.n or 1) == 1,
+            text_only=text_only,
         )
 
-    def _choose(self, prepared: Prepared, trace: Trace) -> tuple[Backend, bool]:
-        """The backend to try first, and whether failing over to the other tier is allowed.
+    # -- 2-4. embed, classify, policy ------------------------------------------
+
+    async def _understand(
+        self, principal: Principal, p: Prepared, endpoint: Endpoint, trace: Trace
+    ) -> Understanding:
+        norm = normalise_chat(p.body) if endpoint == "chat" else normalise_completion(p.body)
+        policies = self.s.policies
+        if not norm.text or not p.text_only:
+            return Understanding(norm, None, "general", policies.for_category("general"), None)
+        m = self.s.metrics
+        started = time.perf_counter()
+        try:
+            vector = await self.s.embedder.embed(norm.text)
+        except EmbedderError as exc:
+            log.warning("embedding failed, bypassing the cache: %s", exc)
+            m.cache_errors.labels("embed").inc()
+            return Understanding(norm, None, "general", policies.for_category("general"), None)
+        classified = time.perf_counter()
+        m.stage_duration.labels("embed").observe(classified - started)
+        category = "general"
+        if self.s.classifier is not None:
+            result = self.s.classifier.classify(vector, norm.text, context=norm.context)
+            category = result.category
+            m.stage_duration.labels("classify").observe(time.perf_counter() - classified)
+        trace.category = category
+        policy = self.s.effective_policy(category)
+        cacheable = (
+            self.s.cache is not None
+            and policy.enabled
+            and p.single_choice
+            and (policy.cache_streams or not p.stream)
+        )
+        scope = None
+        if cacheable:
+            # The fingerprint covers the sampling parameters this category's policy names.
+            norm = (
+                normalise_chat(p.body, policy.sampling_params)
+                if endpoint == "chat"
+                else normalise_completion(p.body, policy.sampling_params)
+            )
+            scope = CacheScope(principal.tenant, p.alias, norm.fingerprint)
+        return Understanding(norm, vector, category, policy, scope)
+
+    # -- 5. lookup --------------------------------------------------------------
+
+    async def _lookup(self, u: Understanding, trace: Trace) -> CacheHit | None:
+        cache = self.s.cache
+        assert cache is not None and u.scope is not None and u.vector is not None
+        m = self.s.metrics
+        started = time.perf_counter()
+        try:
+            hit = await cache.lookup(u.scope, u.norm.text, u.vector, u.category, u.policy)
+        except CacheError as exc:
+            log.warning("cache lookup failed, treating as a miss: %s", exc)
+            m.cache_errors.labels("lookup").inc()
+            m.cache_lookups.labels(u.category, "error").inc()
+            trace.cache = "miss"
+            return None
+        m.stage_duration.labels("lookup").observe(time.perf_counter() - started)
+        trace.cache = "hit" if hit is not None else "miss"
+        m.cache_lookups.labels(u.category, trace.cache).inc()
+        return hit
+
+    def _hit_response(
+        self,
+        hit: CacheHit,
+        p: Prepared,
+        principal: Principal,
+        u: Understanding,
+        trace: Trace,
+    ) -> Response:
+        m = self.s.metrics
+        trace.similarity = hit.similarity
+        trace.backend = hit.backend
+        m.hit_similarity.labels(u.category).observe(hit.similarity)
+        m.tokens_saved.labels("prompt").inc(hit.prompt_tokens)
+        m.tokens_saved.labels("completion").inc(hit.completion_tokens)
+        origin = self.s.pool.resolve(hit.backend)
+        if origin is not None:
+            m.cost_saved.inc(origin.spec.price.cost(hit.prompt_tokens, hit.completion_tokens))
+        body = dict(hit.response)
+        body["id"] = new_id(trace.endpoint == "chat")
+        body["created"] = int(time.time())
+        self.s.responses.add(
+            body["id"],
+            ResponseRecord(
+                principal.tenant, u.scope, u.norm.text, u.vector, u.category, hit.entry_id
+            ),
+        )
+        finish(self.s, trace, 200)
+        headers = {**trace.headers(), "x-cachegate-entry": str(hit.entry_id)}
+        if not p.stream:
+            return JSONResponse(body, headers=headers)
+        events = replay_events(body, chat=trace.endpoint == "chat", include_usage=p.include_usage)
+
+        async def replay() -> Any:
+            for event in events:
+                yield event
+
+        return StreamingResponse(
+            replay(),
+            media_type="text/event-stream",
+            headers={**headers, "Cache-Control": "no-cache"},
+        )
+
+    # -- 6. route -----------------------------------------------------------------
+
+    async def _route(
+        self, principal: Principal, p: Prepared, u: Understanding, trace: Trace
+    ) -> tuple[Backend, bool, list[Neighbour]]:
+        """The backend to try first, whether the other tier may take over, and the
+        neighbours found for routing features and examples.
 
         A pinned alias never silently changes tier: the client asked for that model.
         """
         pool = self.s.pool
-        if prepared.pinned is not None:
+        if p.pinned is not None:
             trace.route = "pinned"
-            return prepared.pinned, False
-        tier: Tier = "small" if pool.has_tier("small") else "large"
-        trace.route = "router"
-        other: Tier = "large" if tier == "small" else "small"
-        if not pool.tier_available(tier) and pool.tier_available(other):
-            tier, trace.route = other, "fallback"
-        elif (
-            pool.tier_overloaded(tier) and pool.has_tier(other) and not pool.tier_overloaded(other)
-        ):
-            tier, trace.route = other, "load"
+            return p.pinned, False, []
+        neighbours = await self._neighbours(principal, u)
+        load = {
+            t: TierLoad(healthy=pool.tier_available(t), overloaded=pool.tier_overloaded(t))
+            for t in ("small", "large")
+            if pool.has_tier(t)
+        }
+        tier: Tier
+        started = time.perf_counter()
+        if self.s.router is not None and u.vector is not None and len(load) == 2:
+            features = RouteFeatures(
+                vector=u.vector,
+                category=u.category,
+                prompt_tokens=estimate_tokens(u.norm.text),
+                neighbour_similarities=tuple(n.similarity for n in neighbours),
+                neighbour_utilities=tuple(n.utility for n in neighbours),
+            )
+            decision = self.s.router.decide(features, load)
+            tier, trace.router_score = decision.tier, decision.score
+            trace.route = "router" if decision.reason == "pinned" else decision.reason
+        else:
+            tier = "small" if "small" in load else "large"
+            trace.route = "router"
+            other: Tier = "large" if tier == "small" else "small"
+            if other in load and not load[tier].healthy and load[other].healthy:
+                tier, trace.route = other, "fallback"
+        self.s.metrics.stage_duration.labels("router").observe(time.perf_counter() - started)
         self.s.metrics.router_decisions.labels(tier, trace.route).inc()
         backend = pool.first_available(tier)
-        assert backend is not None  # has_tier/tier_available checked above
-        return backend, True
+        assert backend is not None  # the tier exists: load was built from it
+        return backend, True, neighbours
 
-    def _note_backend(self, pr: PoolReply, primary: Backend, trace: Trace, ttft: float) -> None:
-        trace.backend = pr.backend.name
-        if pr.fell_back:
-            trace.route = "fallback"
-            self.s.metrics.fallbacks.labels(primary.tier, pr.backend.tier).inc()
-        self.s.metrics.stage_duration.labels("backend_ttft").observe(ttft)
-
-    def _record_usage(self, backend: Backend, body: dict[str, Any] | None) -> None:
-        prompt, completion = usage_of(body)
-        cost = backend.record_usage(prompt, completion)
-        m = self.s.metrics
-        m.backend_tokens.labels(backend.name, "prompt").inc(prompt)
-        m.backend_tokens.labels(backend.name, "completion").inc(completion)
-        m.backend_cost.labels(backend.name).inc(cost)
-        m.backend_requests.labels(backend.name, backend.tier, "ok").inc()
-
-    # -- responses ----------------------------------------------------------
-
-    def _json_response(self, pr: PoolReply, trace: Trace) -> Response:
-        body = pr.reply.json or {}
-        self._record_usage(pr.backend, body)
-        self._finish(trace, 200)
-        return JSONResponse(body, headers=trace.headers())
-
-    def _stream_response(self, pr: PoolReply, prepared: Prepared, trace: Trace) -> Response:
-        return StreamingResponse(
-            self._relay(pr, prepared, trace),
-            media_type="text/event-stream",
-            headers={**trace.headers(), "Cache-Control": "no-cache"},
-        )
-
-    async def _relay(self, pr: PoolReply, prepared: Prepared, trace: Trace) -> AsyncIterator[bytes]:
-        events = pr.reply.events
-        assert events is not None
-        acc = StreamAccumulator(chat=trace.endpoint == "chat")
-        status = 200
+    async def _neighbours(self, principal: Principal, u: Understanding) -> list[Neighbour]:
+        cache = self.s.cache
+        if cache is None or u.vector is None or self.s.router is None:
+            return []
+        cfg = self.s.examples
         try:
-            async for data in events:
-                acc.add(data)
-                if acc.done:
-                    break
-                yield f"data: {data}\n\n".encode()
-            if not acc.done:
-                acc.broken = True
-                yield error_event(
-                    f"{pr.backend.name}: the backend's stream ended without [DONE]",
-                    "upstream_error",
-                    "backend_stream_broken",
-                )
-        except UpstreamError as exc:
-            acc.broken = True
-            status = spec_for(exc).status
-            spec = spec_for(exc)
-            yield error_event(str(exc), spec.type, spec.code)
-        finally:
-            await _aclose(events)
-            await pr.reply.close()
-        self._record_usage(pr.backend, {"usage": acc.usage} if acc.usage else None)
-        self._finish(trace, status)
-        yield DONE_EVENT
+            return await cache.neighbours(
+                principal.tenant, u.vector, max(cfg.k, 5), cfg.similarity_floor, tier="large"
+            )
+        except CacheError as exc:
+            log.warning("neighbour search failed: %s", exc)
+            self.s.metrics.cache_errors.labels("neighbours").inc()
+            return []
 
-    def _finish(self, trace: Trace, status: int) -> None:
-        m = self.s.metrics
-        endpoint = f"/v1/{'chat/completions' if trace.endpoint == 'chat' else 'completions'}"
-        m.requests.labels(
-            endpoint, str(status), trace.category, trace.cache, trace.backend or ""
-        ).inc()
-        m.request_duration.labels(endpoint, trace.cache).observe(
-            time.perf_counter() - trace.started
+    def _examples(
+        self,
+        principal: Principal,
+        p: Prepared,
+        u: Understanding,
+        tier: Tier,
+        neighbours: list[Neighbour],
+        trace: Trace,
+    ) -> tuple[ExampleCandidate, ...]:
+        if tier != "small" or p.pinned is not None or not neighbours or "messages" not in p.body:
+            return ()
+        candidates = [
+            ExampleCandidate(
+                entry_id=str(n.entry_id),
+                tenant=principal.tenant,
+                request_text=n.request_text,
+                answer_text=n.answer_text,
+                similarity=max(-1.0, min(1.0, n.similarity)),
+                utility=max(0.0, min(1.0, n.utility)),
+                tier=n.tier,
+            )
+            for n in neighbours
+        ]
+        chosen = pick_examples(
+            candidates,
+            tenant=principal.tenant,
+            category=u.category,
+            config=self.s.examples,
+            count_tokens=estimate_tokens,
         )
+        trace.examples = len(chosen)
+        return chosen
 
+    # -- 8. what to store ---------------------------------------------------------
 
-async def _aclose(events: AsyncIterator[str]) -> None:
-    close = getattr(events, "aclose", None)
-    if close is not None:
-        await close()
-
-
-def dumps(body: Any) -> str:
-    return json.dumps(body, separators=(",", ":"))
+    def _store_intent(
+        self,
+        principal: Principal,
+        p: Prepared,
+        u: Understanding,
+        control: CacheControl,
+        examples: tuple[ExampleCandidate, ...],
+    ) -> StoreIntent:
+        store = u.scope is not None and u.vector is not None and not control.no_store
+        return StoreIntent(
+            store=store,
+            tenant=principal.tenant,
+            scope=u.scope,
+            text=u.norm.text,
+            vector=u.vector,
+            category=u.category,
+            policy=u.policy,
+            example_ids=tuple(int(e.entry_id) for e in examples),
+        )

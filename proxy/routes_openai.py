@@ -12,10 +12,12 @@ from fastapi.responses import JSONResponse, Response
 
 from proxy.auth import Principal
 from proxy.errors import NotFound
+from proxy.feedback_service import apply_feedback
 from proxy.http import read_body, request_id
-from proxy.pipeline import CacheControl, Endpoint, Pipeline, Trace
-from proxy.protocol import EmbeddingRequest, parse_json_body, validate
+from proxy.pipeline import Pipeline
+from proxy.protocol import EmbeddingRequest, FeedbackRequest, parse_json_body, validate
 from proxy.services import Services
+from proxy.trace import CacheControl, Endpoint, Trace
 
 router = APIRouter()
 
@@ -106,3 +108,28 @@ async def models(request: Request) -> Response:
         {"id": s.embedder.name, "object": "model", "created": 0, "owned_by": "cachegate"}
     )
     return JSONResponse({"object": "list", "data": entries})
+
+
+@router.post("/v1/feedback", openapi_extra=_BODY_DOC)
+async def feedback(request: Request) -> Response:
+    """cachegate's own endpoint: rate an answer by its response id.
+
+    A negative rating on an answer that is (or became) a cache entry removes that
+    entry; a rating on an answer the small model gave with in-context examples
+    updates those examples' learned utility.
+    """
+    s = services(request)
+    principal = client(request)
+    body = parse_json_body(await read_body(request, s.settings.server.max_body_bytes))
+    fb = validate(FeedbackRequest, body)
+    outcome = await apply_feedback(s, principal, fb)
+    return JSONResponse(
+        {
+            "object": "feedback",
+            "response_id": fb.response_id,
+            "rating": fb.rating,
+            "entry_id": outcome.entry_id,
+            "entry_removed": outcome.removed,
+            "examples_updated": outcome.examples_updated,
+        }
+    )

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 import os
 import time
 from collections.abc import Mapping
@@ -15,9 +18,19 @@ from backends.embedding import Embedder
 from backends.pool import BackendPool
 from backends.sim import SimServer
 from backends.transport import HttpTransport, Timeouts, Transport
+from cache import CacheUnavailable, CategoryPolicy, PolicySet, SemanticCache
+from cache.equivalence import EquivalenceChecker
+from classifier import Classifier
 from proxy.auth import Authenticator
+from proxy.feedback import ResponseLog
 from proxy.metrics import BackendCollector, Metrics
 from proxy.settings import BackendSettings, EmbedderSettings, Settings
+from proxy.wiring import build_definitions, build_policies, build_router_config
+from router import ExampleConfig, Router, RouterConfig, UtilityModel, load_router
+
+log = logging.getLogger("cachegate.services")
+
+CACHE_RETRY_S = 5.0
 
 
 @dataclass
@@ -27,12 +40,30 @@ class Services:
     auth: Authenticator
     metrics: Metrics
     embedder: BatchingEmbedder
+    policies: PolicySet
+    router_config: RouterConfig
+    examples: ExampleConfig
+    classifier: Classifier | None = None
+    router: Router | None = None
+    cache: SemanticCache | None = None
+    responses: ResponseLog = field(default_factory=ResponseLog)
+    utilities: UtilityModel = field(default_factory=UtilityModel)
     sims: list[SimServer] = field(default_factory=list)
     started_at: float = field(default_factory=time.time)
     ready: bool = False
+    _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    def effective_policy(self, category: str) -> CategoryPolicy:
+        return self.policies.for_category(category)
 
     async def aclose(self) -> None:
         self.ready = False
+        for task in self._tasks:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if self.cache is not None:
+            await self.cache.close()  # flushes the write-behind queue
         await self.embedder.close()
         await self.pool.aclose()
         for sim in self.sims:
@@ -80,6 +111,32 @@ def build_embedder(cfg: EmbedderSettings) -> Embedder:
     )
 
 
+async def open_cache(settings: Settings, dim: int) -> SemanticCache:
+    cfg = settings.cache
+    checker = EquivalenceChecker.load_default() if cfg.equivalence_check else None
+    return await SemanticCache.open(
+        settings.storage.url,
+        dim=dim,
+        snapshot_dir=settings.storage.snapshot_dir,
+        checker=checker,
+        write_queue_size=cfg.write_queue_size,
+        sync_interval_s=cfg.sync_interval_s,
+        sweep_interval_s=cfg.sweep_interval_s,
+        candidates=cfg.candidates,
+    )
+
+
+async def _keep_opening_cache(services: Services) -> None:
+    """The store was down at start-up: serve without a cache and keep trying."""
+    while services.cache is None:
+        await asyncio.sleep(CACHE_RETRY_S)
+        try:
+            services.cache = await open_cache(services.settings, services.embedder.dim)
+            log.info("cache store reachable again; caching resumed")
+        except CacheUnavailable as exc:
+            log.warning("cache store still unreachable: %s", exc)
+
+
 async def build_services(
     settings: Settings,
     *,
@@ -95,19 +152,45 @@ async def build_services(
     )
     metrics = Metrics()
     metrics.add_collector(BackendCollector(lambda: [b.status() for b in pool.backends]))
+    model: Embedder = (
+        embedder
+        if embedder is not None
+        else await asyncio.to_thread(build_embedder, settings.embedder)
+    )
     batching = BatchingEmbedder(
-        embedder or build_embedder(settings.embedder),
-        BatchLimits(settings.embedder.max_batch, settings.embedder.max_wait_ms / 1000),
+        model, BatchLimits(settings.embedder.max_batch, settings.embedder.max_wait_ms / 1000)
     )
     await batching.start()
-    return Services(
+    router_config, examples = build_router_config(settings.router)
+    services = Services(
         settings=settings,
         pool=pool,
         auth=Authenticator.from_settings(settings, env),
         metrics=metrics,
         embedder=batching,
+        policies=build_policies(settings.cache),
+        router_config=router_config,
+        examples=examples,
         sims=sims,
     )
+    if settings.classifier.enabled:
+        services.classifier = await asyncio.to_thread(
+            Classifier.load_default,
+            model.embed_batch,
+            min_confidence=settings.classifier.min_confidence,
+            extra=build_definitions(settings.categories),
+        )
+    if settings.router.enabled:
+        services.router = await asyncio.to_thread(
+            load_router, settings.router.artifact, router_config
+        )
+    if settings.cache.enabled:
+        try:
+            services.cache = await open_cache(settings, batching.dim)
+        except CacheUnavailable as exc:
+            log.error("cache store unreachable at start-up, serving without cache: %s", exc)
+            services._tasks.append(asyncio.create_task(_keep_opening_cache(services)))
+    return services
 
 
 async def start_simulation(cfg: BackendSettings) -> SimServer:

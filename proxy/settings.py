@@ -19,6 +19,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from proxy.errors import SettingsError
+from proxy.wiring import check_domain
 
 ENV_PREFIX = "CACHEGATE_"
 CONFIG_ENV = "CACHEGATE_CONFIG"
@@ -30,7 +31,7 @@ class _Strict(BaseModel):
 
 class ServerSettings(_Strict):
     host: str = "127.0.0.1"
-    port: int = Field(8080, ge=1, le=65535)
+    port: int = Field(8080, ge=0, le=65535)
     max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024)
     request_timeout_s: float = Field(300.0, gt=0)
 
@@ -108,6 +109,69 @@ class EmbedderSettings(_Strict):
     threads: int = Field(0, ge=0)
 
 
+class PolicySettings(_Strict):
+    """Per-category cache policy; unset fields inherit the built-in default for the category."""
+
+    enabled: bool | None = None
+    similarity_threshold: float | None = None
+    equivalence_threshold: float | None = None
+    ttl_seconds: float | None = None
+    max_entries: int | None = None
+    eviction: Literal["lru", "lfu", "fifo"] | None = None
+    cache_streams: bool | None = None
+    sampling_params: tuple[str, ...] | None = None
+    threshold_floor: float | None = None
+    ttl_max_factor: float | None = None
+
+    def overrides(self) -> dict[str, Any]:
+        return {k: v for k, v in self.model_dump().items() if v is not None}
+
+
+class CacheSettings(_Strict):
+    enabled: bool = True
+    equivalence_check: bool = True
+    candidates: int = Field(5, ge=1, le=100)
+    write_queue_size: int = Field(10_000, ge=1)
+    sync_interval_s: float = Field(0.25, gt=0)
+    sweep_interval_s: float = Field(5.0, gt=0)
+    default_policy: PolicySettings = PolicySettings()
+    policies: dict[str, PolicySettings] = Field(default_factory=dict)
+
+
+class CategorySettings(_Strict):
+    """A category defined by examples (a built-in name extends that category)."""
+
+    name: str
+    description: str = ""
+    examples: tuple[str, ...] = ()
+    keywords: tuple[str, ...] = ()
+    patterns: tuple[str, ...] = ()
+
+
+class ClassifierSettings(_Strict):
+    enabled: bool = True
+    min_confidence: float = Field(0.5, ge=0, le=1)
+
+
+class ExamplesSettings(_Strict):
+    """In-context examples for the small model (IC-Cache)."""
+
+    enabled: bool = True
+    k: int = Field(3, ge=0, le=16)
+    token_budget: int = Field(1024, ge=0)
+    similarity_floor: float = Field(0.6, ge=-1, le=1)
+    per_category: dict[str, bool] = Field(default_factory=dict)
+
+
+class RouterSettings(_Strict):
+    enabled: bool = True
+    kind: str = "blend"
+    threshold: float | None = Field(None, ge=0, le=1)
+    artifact: Path | None = None
+    category_overrides: dict[str, Literal["small", "large"]] = Field(default_factory=dict)
+    examples: ExamplesSettings = ExamplesSettings()
+
+
 class Settings(_Strict):
     server: ServerSettings = ServerSettings()
     storage: StorageSettings = StorageSettings()
@@ -115,10 +179,10 @@ class Settings(_Strict):
     backends: tuple[BackendSettings, ...] = Field(min_length=1)
     circuit: CircuitSettings = CircuitSettings()
     embedder: EmbedderSettings = EmbedderSettings()
-    # Sections owned by other packages are validated by them at start-up.
-    cache: dict[str, Any] = Field(default_factory=dict)
-    categories: dict[str, Any] = Field(default_factory=dict)
-    router: dict[str, Any] = Field(default_factory=dict)
+    cache: CacheSettings = CacheSettings()
+    classifier: ClassifierSettings = ClassifierSettings()
+    categories: tuple[CategorySettings, ...] = ()
+    router: RouterSettings = RouterSettings()
 
     @model_validator(mode="after")
     def _unique_names(self) -> Settings:
@@ -175,9 +239,13 @@ def settings_from_mapping(
 ) -> Settings:
     merged = _apply_env(dict(yaml.safe_load(yaml.safe_dump(dict(data))) or {}), env or {})
     try:
-        return Settings.model_validate(merged)
+        settings = Settings.model_validate(merged)
     except ValidationError as exc:
         raise SettingsError(_describe(exc)) from None
+    # Policies, categories and router settings are validated by their own packages;
+    # building them once here makes a bad value fail at load, naming its key.
+    check_domain(settings)
+    return settings
 
 
 def _describe(exc: ValidationError) -> str:

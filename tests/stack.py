@@ -10,8 +10,8 @@ import asyncio
 import socket
 import threading
 import time
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 import httpx
 import uvicorn
@@ -19,7 +19,10 @@ import uvicorn
 from backends.embedding import Embedder
 from backends.sim import Faults, SimServer
 from proxy.app import create_app
+from proxy.services import Services
 from proxy.settings import Settings, settings_from_mapping
+
+T = TypeVar("T")
 
 
 def free_port() -> int:
@@ -84,6 +87,8 @@ class Stack:
         self._thread: threading.Thread | None = None
         self._server: uvicorn.Server | None = None
         self._error: BaseException | None = None
+        self.app: Any = None
+        self.loop: asyncio.AbstractEventLoop | None = None
 
     @property
     def url(self) -> str:
@@ -100,6 +105,8 @@ class Stack:
             small = await SimServer("small", self.sim_faults, port=self.small_port).start()
             large = await SimServer("large", self.sim_faults, port=self.large_port).start()
             app = create_app(self.settings, env=self.env, embedder=self.embedder)
+            self.app = app
+            self.loop = asyncio.get_running_loop()
             config = uvicorn.Config(
                 app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on"
             )
@@ -134,6 +141,21 @@ class Stack:
             self._server.should_exit = True
         if self._thread is not None:
             self._thread.join(15)
+
+    def call(self, fn: Callable[[Services], Awaitable[T]]) -> T:
+        """Runs ``fn(services)`` on the server's own loop (e.g. to flush the write queue)."""
+        services: Services = self.app.state.services
+        assert self.loop is not None, "start() the stack first"
+        return asyncio.run_coroutine_threadsafe(fn(services), self.loop).result(10)
+
+    def flush_writes(self) -> None:
+        """Waits until every answer in the write-behind queue is stored."""
+
+        async def flush(s: Services) -> None:
+            if s.cache is not None:
+                await s.cache.flush()
+
+        self.call(flush)
 
     def set_faults(self, tier: str, **faults: Any) -> None:
         r = httpx.post(f"{self.sim_url(tier)}/sim/config", json=faults, timeout=5)

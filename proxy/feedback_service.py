@@ -1,0 +1,57 @@
+"""Applying ``POST /v1/feedback``: cache entry removal and example utility."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from cache import CacheError, EntryNotFound
+from proxy.auth import Principal
+from proxy.errors import NotFound
+from proxy.protocol import FeedbackRequest
+from proxy.services import Services
+
+log = logging.getLogger("cachegate.feedback")
+
+
+@dataclass(frozen=True)
+class FeedbackOutcome:
+    entry_id: int | None
+    removed: bool
+    examples_updated: int
+
+
+async def apply_feedback(s: Services, principal: Principal, fb: FeedbackRequest) -> FeedbackOutcome:
+    record = s.responses.get(fb.response_id)
+    if record is None or record.tenant != principal.tenant:
+        # Another tenant's response id is as unknown as a made-up one.
+        raise NotFound(f"no recent response with id '{fb.response_id}'", param="response_id")
+    cache = s.cache
+    entry_id = record.entry_id
+    if cache is not None and entry_id is None and record.scope and record.vector is not None:
+        await cache.flush()  # the answer may still sit in the write-behind queue
+        hit = await cache.lookup(
+            record.scope, record.text, record.vector, record.category,
+            s.effective_policy(record.category),
+        )  # fmt: skip
+        if hit is not None and hit.exact:
+            entry_id = hit.entry_id
+    removed = False
+    if cache is not None and entry_id is not None:
+        try:
+            removed = await cache.record_feedback(entry_id, float(fb.rating))
+        except EntryNotFound:
+            removed = fb.rating < 0  # already gone
+        except CacheError as exc:
+            log.warning("feedback not stored: %s", exc)
+    updated = 0
+    if cache is not None and record.example_ids:
+        reward = (fb.rating + 1) / 2  # [-1, 1] → [0, 1]
+        for example_id in record.example_ids:
+            utility = s.utilities.update(str(example_id), reward)
+            try:
+                await cache.set_utility(example_id, utility.mean)
+                updated += 1
+            except (EntryNotFound, CacheError) as exc:
+                log.info("example %s utility not updated: %s", example_id, exc)
+    return FeedbackOutcome(entry_id=entry_id, removed=removed, examples_updated=updated)

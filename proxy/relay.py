@@ -1,0 +1,164 @@
+"""Step 7-9 on the way back: relay the backend's answer, account for it, store it.
+
+Only complete, successful, single answers are stored: a JSON body with one
+choice that finished with ``stop``, or a stream that delivered ``[DONE]``
+after such a choice. Errors, truncated (``length``) or cancelled streams,
+tool calls and ``n > 1`` are never cached.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+from backends.backend import Backend, usage_of
+from backends.errors import UpstreamError
+from backends.pool import PoolReply
+from cache import CacheError, CacheScope, CategoryPolicy, NewEntry
+from proxy.errors import spec_for
+from proxy.feedback import ResponseRecord
+from proxy.services import Services
+from proxy.streaming import DONE_EVENT, StreamAccumulator, error_event
+from proxy.trace import Trace, finish
+
+log = logging.getLogger("cachegate.relay")
+
+
+@dataclass(frozen=True)
+class StoreIntent:
+    store: bool
+    tenant: str
+    scope: CacheScope | None
+    text: str
+    vector: Any | None
+    category: str
+    policy: CategoryPolicy
+    example_ids: tuple[int, ...] = ()
+
+
+def record_usage(services: Services, backend: Backend, body: dict[str, Any] | None) -> None:
+    prompt, completion = usage_of(body)
+    cost = backend.record_usage(prompt, completion)
+    m = services.metrics
+    m.backend_tokens.labels(backend.name, "prompt").inc(prompt)
+    m.backend_tokens.labels(backend.name, "completion").inc(completion)
+    m.backend_cost.labels(backend.name).inc(cost)
+
+
+def storable(body: dict[str, Any]) -> bool:
+    choices = body.get("choices")
+    if not isinstance(choices, list) or len(choices) != 1 or not isinstance(choices[0], dict):
+        return False
+    choice = choices[0]
+    message = choice.get("message")
+    if isinstance(message, dict) and (message.get("tool_calls") or message.get("function_call")):
+        return False
+    return choice.get("finish_reason") == "stop"
+
+
+class Relay:
+    def __init__(self, services: Services, pr: PoolReply, trace: Trace, intent: StoreIntent):
+        self.s = services
+        self.pr = pr
+        self.trace = trace
+        self.intent = intent
+
+    def json(self) -> dict[str, Any]:
+        body = self.pr.reply.json or {}
+        record_usage(self.s, self.pr.backend, body)
+        self._outcome("ok")
+        if storable(body):
+            self._store(body)
+        self._log(body.get("id"))
+        finish(self.s, self.trace, 200)
+        return body
+
+    async def stream(self) -> AsyncIterator[bytes]:
+        events = self.pr.reply.events
+        assert events is not None
+        acc = StreamAccumulator(chat=self.trace.endpoint == "chat")
+        status = 200
+        try:
+            async for data in events:
+                acc.add(data)
+                if acc.done:
+                    break
+                yield f"data: {data}\n\n".encode()
+            if not acc.done:
+                acc.broken = True
+                yield error_event(
+                    f"{self.pr.backend.name}: the backend's stream ended without [DONE]",
+                    "upstream_error",
+                    "backend_stream_broken",
+                )
+        except UpstreamError as exc:
+            acc.broken = True
+            spec = spec_for(exc)
+            status = spec.status
+            yield error_event(str(exc), spec.type, spec.code)
+        finally:
+            # Runs on client disconnect too (the generator is closed): the backend
+            # request is cancelled and nothing partial is stored.
+            await _aclose(events)
+            await self.pr.reply.close()
+        record_usage(self.s, self.pr.backend, {"usage": acc.usage} if acc.usage else None)
+        self._outcome("ok" if status == 200 else "stream_error")
+        if acc.complete:
+            self._store(acc.body())
+        self._log(acc.id)
+        finish(self.s, self.trace, status)
+        yield DONE_EVENT
+
+    def _outcome(self, outcome: str) -> None:
+        b = self.pr.backend
+        self.s.metrics.backend_requests.labels(b.name, b.tier, outcome).inc()
+
+    def _store(self, body: dict[str, Any]) -> None:
+        i = self.intent
+        cache = self.s.cache
+        if not i.store or cache is None or i.scope is None or i.vector is None:
+            return
+        prompt, completion = usage_of(body)
+        try:
+            entry = NewEntry(
+                scope=i.scope,
+                category=i.category,
+                text=i.text,
+                vector=i.vector,
+                response=body,
+                backend=self.pr.backend.name,
+                tier=self.pr.backend.tier,
+                prompt_tokens=prompt,
+                completion_tokens=completion,
+            )
+        except CacheError as exc:
+            log.warning("answer not cached: %s", exc)
+            return
+        if not cache.submit(entry, i.policy):
+            self.s.metrics.cache_errors.labels("write_dropped").inc()
+
+    def _log(self, response_id: Any) -> None:
+        if not isinstance(response_id, str) or not response_id:
+            return
+        i = self.intent
+        self.s.responses.add(
+            response_id,
+            ResponseRecord(
+                tenant=i.tenant,
+                scope=i.scope,
+                text=i.text,
+                vector=i.vector,
+                category=i.category,
+                entry_id=None,
+                example_ids=i.example_ids,
+                tier=self.pr.backend.tier,
+            ),
+        )
+
+
+async def _aclose(events: AsyncIterator[str]) -> None:
+    close = getattr(events, "aclose", None)
+    if close is not None:
+        await close()

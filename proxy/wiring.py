@@ -1,0 +1,112 @@
+"""Settings sections → the domain objects of ``cache``, ``classifier`` and ``router``.
+
+Each builder turns the owning package's validation error into a
+:class:`SettingsError` that names the config key, and runs when settings are
+loaded, so a bad value stops start-up with a clear message instead of failing
+on the first request.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from cache import CategoryPolicy, PolicyError, PolicySet
+from classifier import CategoryDef, ClassifierError
+from proxy.errors import SettingsError
+
+if TYPE_CHECKING:  # settings imports this module to validate; types only here
+    from proxy.settings import CacheSettings, CategorySettings, RouterSettings, Settings
+from router import ExampleConfig, RouterConfig, RouterError
+
+DAY = 86_400.0
+
+# Built-in per-category policies (the product's defaults; config overrides any field).
+# Dense, stable categories (code, math) get strict thresholds and long TTLs; sparse
+# conversation a looser one; time-sensitive answers expire in minutes; creative asks
+# are not cached (people asking twice for a poem want a new one). Only categories
+# where a false hit is cheap may be relaxed under load (threshold_floor/ttl_max_factor).
+DEFAULT_POLICIES: dict[str, dict[str, Any]] = {
+    "code": {"similarity_threshold": 0.86, "ttl_seconds": 30 * DAY, "eviction": "lfu"},
+    "math": {"similarity_threshold": 0.90, "ttl_seconds": 30 * DAY, "eviction": "lfu"},
+    "factual": {
+        "similarity_threshold": 0.80,
+        "ttl_seconds": 7 * DAY,
+        "threshold_floor": 0.76,
+        "ttl_max_factor": 4.0,
+    },
+    "conversation": {
+        "similarity_threshold": 0.78,
+        "ttl_seconds": 1 * DAY,
+        "threshold_floor": 0.74,
+        "ttl_max_factor": 4.0,
+    },
+    "creative": {"enabled": False, "ttl_seconds": 1 * DAY},
+    "time_sensitive": {"similarity_threshold": 0.90, "ttl_seconds": 300.0},
+    "general": {
+        "similarity_threshold": 0.80,
+        "ttl_seconds": 1 * DAY,
+        "threshold_floor": 0.76,
+        "ttl_max_factor": 2.0,
+    },
+}
+
+
+def _policy(where: str, fields: dict[str, Any]) -> CategoryPolicy:
+    try:
+        return CategoryPolicy(**fields)
+    except PolicyError as exc:
+        raise SettingsError(f"invalid configuration: {where}: {exc}") from None
+
+
+def build_policies(cfg: CacheSettings) -> PolicySet:
+    base = cfg.default_policy.overrides()
+    default = _policy("cache.default_policy", {**DEFAULT_POLICIES["general"], **base})
+    policies: dict[str, CategoryPolicy] = {}
+    for name in sorted(set(DEFAULT_POLICIES) | set(cfg.policies)):
+        own = cfg.policies[name].overrides() if name in cfg.policies else {}
+        fields = {**DEFAULT_POLICIES.get(name, DEFAULT_POLICIES["general"]), **base, **own}
+        policies[name] = _policy(f"cache.policies.{name}", fields)
+    return PolicySet(policies=policies, default=default)
+
+
+def build_definitions(extra: tuple[CategorySettings, ...]) -> list[CategoryDef]:
+    """The config's categories as validated definitions (merged over the built-in ones
+    by the classifier: a known name extends that category, a new name adds one)."""
+    defs = []
+    for i, c in enumerate(extra):
+        try:
+            defs.append(CategoryDef(c.name, c.description, c.examples, c.keywords, c.patterns))
+        except ClassifierError as exc:
+            raise SettingsError(f"invalid configuration: categories.{i}: {exc}") from None
+    names = [d.name for d in defs]
+    if len(names) != len(set(names)):
+        raise SettingsError("invalid configuration: categories: a name is defined twice")
+    return defs
+
+
+def build_router_config(cfg: RouterSettings) -> tuple[RouterConfig, ExampleConfig]:
+    try:
+        router = RouterConfig(
+            kind=cfg.kind, threshold=cfg.threshold, category_overrides=cfg.category_overrides
+        )
+    except RouterError as exc:
+        raise SettingsError(f"invalid configuration: router: {exc}") from None
+    ex = cfg.examples
+    try:
+        examples = ExampleConfig(
+            k=ex.k,
+            token_budget=ex.token_budget,
+            similarity_floor=ex.similarity_floor,
+            enabled=ex.enabled,
+            per_category=ex.per_category,
+        )
+    except RouterError as exc:
+        raise SettingsError(f"invalid configuration: router.examples: {exc}") from None
+    return router, examples
+
+
+def check_domain(settings: Settings) -> None:
+    """Builds every domain object once so bad values fail at load, naming their key."""
+    build_policies(settings.cache)
+    build_definitions(settings.categories)
+    build_router_config(settings.router)
