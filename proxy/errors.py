@@ -9,7 +9,9 @@ Hierarchy::
         ├── Unauthorized     401 missing or invalid API key
         ├── Forbidden        403 key valid but not allowed here
         ├── NotFound         404 unknown model, unknown entry
-        └── PayloadTooLarge  413 body over the configured limit
+        ├── Conflict         409 the thing to create exists already
+        ├── PayloadTooLarge  413 body over the configured limit
+        └── Unavailable      503 a store the request needs is down or not configured
 
 Errors from other packages (``backends``, ``cache`` ...) are mapped to HTTP in
 :data:`STATUS_TABLE` as well, so each route only raises and never formats.
@@ -28,6 +30,9 @@ from backends import (
     UpstreamTimeout,
     UpstreamUnavailable,
 )
+from cache import CacheUnavailable, EntryNotFound, PolicyError
+from classifier import ClassifierError, UnknownCategoryError
+from router import RouterError
 
 
 class ProxyError(Exception):
@@ -62,7 +67,15 @@ class NotFound(RequestError):
     pass
 
 
+class Conflict(RequestError):
+    pass
+
+
 class PayloadTooLarge(RequestError):
+    pass
+
+
+class Unavailable(RequestError):
     pass
 
 
@@ -79,7 +92,16 @@ STATUS_TABLE: tuple[tuple[type[BaseException], ErrorSpec], ...] = (
     (Unauthorized, ErrorSpec(401, "authentication_error", "invalid_api_key")),
     (Forbidden, ErrorSpec(403, "permission_error")),
     (NotFound, ErrorSpec(404, "invalid_request_error", "not_found")),
+    (Conflict, ErrorSpec(409, "invalid_request_error", "conflict")),
     (PayloadTooLarge, ErrorSpec(413, "invalid_request_error", "payload_too_large")),
+    (Unavailable, ErrorSpec(503, "service_unavailable", "unavailable")),
+    # Domain errors reaching a route (the admin API): values refused, names unknown.
+    (PolicyError, ErrorSpec(400, "invalid_request_error", "invalid_policy")),
+    (EntryNotFound, ErrorSpec(404, "invalid_request_error", "not_found")),
+    (CacheUnavailable, ErrorSpec(503, "service_unavailable", "cache_unavailable")),
+    (UnknownCategoryError, ErrorSpec(404, "invalid_request_error", "unknown_category")),
+    (ClassifierError, ErrorSpec(400, "invalid_request_error", "invalid_category")),
+    (RouterError, ErrorSpec(400, "invalid_request_error", "invalid_router_setting")),
     (UpstreamTimeout, ErrorSpec(504, "upstream_timeout", "backend_timeout")),
     (UpstreamUnavailable, ErrorSpec(503, "service_unavailable", "backend_unavailable")),
     (UpstreamStreamError, ErrorSpec(502, "upstream_error", "backend_stream_broken")),
