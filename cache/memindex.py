@@ -13,6 +13,7 @@ with ``filter=group.__contains__`` (a C-level set lookup). Filtered HNSW explore
 
 from __future__ import annotations
 
+import heapq
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -31,7 +32,7 @@ log = logging.getLogger(__name__)
 GroupKey = tuple[str, str, str]
 _Pred = Callable[["EntryMeta"], bool]
 _K = TypeVar("_K")
-BRUTE_FORCE_MAX = 2048  # measured: get_items + matmul on 2048x384 ~0.4 ms
+BRUTE_FORCE_MAX = 4096  # bench/cache_scale.py crossover: exact 4096x384 ~0.3 ms
 
 
 @dataclass(slots=True)
@@ -50,6 +51,7 @@ class EntryMeta:
     nbytes: int
     hit_count: int = 0
     last_hit_at: float | None = None
+    slot: int = -1  # row in VectorRows, set when indexed
 
     @property
     def group(self) -> GroupKey:
@@ -75,7 +77,13 @@ class MemIndex:
         self.exact: dict[str, int] = {}
         self.groups: dict[GroupKey, set[int]] = {}
         self.tenants: dict[str, set[int]] = {}
-        self._preloaded: set[int] = set()  # labels of a loaded snapshot not yet adopted
+        self.rows = VectorRows(dim, capacity)
+        # Group/tenant key -> (ids, slots) arrays for exact search; dropped on change.
+        self._group_arrays: dict[object, tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]] = {}
+        self._expiry: list[tuple[float, int]] = []  # heap; stale items skipped when popped
+        # Labels of a loaded snapshot not yet adopted -> their row in _preloaded_vectors.
+        self._preloaded: dict[int, int] = {}
+        self._preloaded_vectors: npt.NDArray[np.float32] = np.zeros((0, dim), np.float32)
 
     # -- mutation ---------------------------------------------------------------------
     def add(self, metas: list[EntryMeta], vectors: npt.NDArray[np.float32]) -> int:
@@ -92,15 +100,19 @@ class MemIndex:
         if used + len(keep) - max(reusable, 0) > cap:
             self.graph.resize_index(max(cap * 2, used + len(keep)))
         self.graph.add_items(vecs, ids, replace_deleted=True)
-        for i in keep:
+        for i, slot in zip(keep, self.rows.put(vecs), strict=True):
+            metas[i].slot = slot
             self._remember(metas[i])
         return len(keep)
 
     def _remember(self, m: EntryMeta) -> None:
+        heapq.heappush(self._expiry, (m.expires_at, m.entry_id))
         self.meta[m.entry_id] = m
         self.exact[m.exact_hash] = m.entry_id
         self.groups.setdefault(m.group, set()).add(m.entry_id)
         self.tenants.setdefault(m.tenant, set()).add(m.entry_id)
+        self._group_arrays.pop(m.group, None)
+        self._group_arrays.pop(m.tenant, None)
 
     def remove(self, entry_ids: list[int]) -> list[EntryMeta]:
         """Forgets entries (idempotent); their graph slots become reusable."""
@@ -110,15 +122,25 @@ class MemIndex:
             if m is None:
                 continue
             self.graph.mark_deleted(eid)
+            self.rows.release(m.slot)
             if self.exact.get(m.exact_hash) == eid:
                 del self.exact[m.exact_hash]
             _discard(self.groups, m.group, eid)
             _discard(self.tenants, m.tenant, eid)
+            self._group_arrays.pop(m.group, None)
+            self._group_arrays.pop(m.tenant, None)
             gone.append(m)
         return gone
 
     def expired(self, now: float) -> list[int]:
-        return [eid for eid, m in self.meta.items() if m.expires_at <= now]
+        """Live entries whose TTL has passed (O(expired log n), not a scan)."""
+        out = []
+        while self._expiry and self._expiry[0][0] <= now:
+            at, eid = heapq.heappop(self._expiry)
+            m = self.meta.get(eid)
+            if m is not None and m.expires_at == at:
+                out.append(eid)
+        return out
 
     # -- queries ----------------------------------------------------------------------
     def exact_match(self, key: str, now: float) -> EntryMeta | None:
@@ -133,7 +155,7 @@ class MemIndex:
         members = self.groups.get(group)
         if not members:
             return []
-        return self._search(members, vector, k, floor, lambda m: m.expires_at > now)
+        return self._search(group, members, vector, k, floor, lambda m: m.expires_at > now)
 
     def search_tenant(
         self,
@@ -156,18 +178,30 @@ class MemIndex:
                 and (model_alias is None or m.model_alias == model_alias)
             )
 
-        return self._search(members, vector, k, floor, ok)
+        return self._search(tenant, members, vector, k, floor, ok)
+
+    def _arrays(
+        self, key: object, members: set[int]
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+        """Ids and slots of a group as arrays, cached until the group changes."""
+        got = self._group_arrays.get(key)
+        if got is None:
+            ids = np.fromiter(members, dtype=np.int64, count=len(members))
+            meta = self.meta
+            slots = np.fromiter((meta[i].slot for i in members), np.int64, len(members))
+            got = self._group_arrays[key] = (ids, slots)
+        return got
 
     def _search(
-        self, members: set[int], vector: Vector, k: int, floor: float, ok: _Pred
+        self, key: object, members: set[int], vector: Vector, k: int, floor: float, ok: _Pred
     ) -> list[tuple[int, float]]:
         q = _unit(np.asarray(vector, dtype=np.float32).reshape(1, -1))
         if len(members) <= BRUTE_FORCE_MAX:
-            ids = np.fromiter(members, dtype=np.int64, count=len(members))
-            vecs = np.asarray(self.graph.get_items(ids), dtype=np.float32)
-            sims = vecs @ q[0]
-            order = np.argsort(-sims)
-            pairs = [(int(ids[i]), float(sims[i])) for i in order[: k * 4] if sims[i] >= floor]
+            ids, slots = self._arrays(key, members)
+            sims = self.rows.dot(slots, q[0])
+            top = np.flatnonzero(sims >= floor)
+            top = top[np.argsort(-sims[top])[: k * 4]]
+            pairs = [(int(ids[i]), float(sims[i])) for i in top]
         else:
             pairs = self._knn_filtered(members, q, min(k * 4, len(members)))
         out = [(eid, s) for eid, s in pairs if s >= floor and ok(self.meta[eid])]
@@ -185,26 +219,27 @@ class MemIndex:
             return [(int(lb), 1.0 - float(d)) for lb, d in zip(labels[0], dists[0], strict=True)]
         return []
 
-    def vectors(self, entry_ids: list[int]) -> npt.NDArray[np.float32]:
-        return np.asarray(
-            self.graph.get_items(np.asarray(entry_ids, dtype=np.int64)), dtype=np.float32
-        )
-
     # -- snapshot ---------------------------------------------------------------------
-    def save_graph(self, path: Path) -> list[int]:
-        """Writes the graph; returns the live labels it holds."""
+    def save_graph(self, path: Path) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
+        """Writes the graph; returns its live labels and their vectors (same order)."""
         self.graph.save_index(str(path))
-        return list(self.meta)
+        labels = np.fromiter(self.meta, dtype=np.int64, count=len(self.meta))
+        slots = np.fromiter((m.slot for m in self.meta.values()), np.int64, len(self.meta))
+        return labels, self.rows.take(slots)
 
-    def load_graph(self, path: Path, live_labels: set[int], capacity: int) -> None:
-        """Replaces the graph with a saved one whose live labels are ``live_labels``."""
+    def load_graph(
+        self, path: Path, labels: npt.NDArray[np.int64], vectors: npt.NDArray[np.float32]
+    ) -> None:
+        """Replaces the graph with a saved one whose live labels are ``labels``."""
         graph = hnswlib.Index(space="ip", dim=self.dim)
+        capacity = max(2 * len(labels), 1024)
         graph.load_index(str(path), max_elements=capacity, allow_replace_deleted=True)
-        if graph.dim != self.dim:
-            raise CacheError(f"snapshot dim {graph.dim} != {self.dim}")
+        if graph.dim != self.dim or vectors.shape != (len(labels), self.dim):
+            raise CacheError(f"snapshot shape {vectors.shape} does not match dim {self.dim}")
         graph.set_ef(64)
         self.graph = graph
-        self._preloaded = live_labels
+        self._preloaded = {int(lb): i for i, lb in enumerate(labels)}
+        self._preloaded_vectors = vectors
 
     def adopt(self, metas: list[EntryMeta]) -> list[EntryMeta]:
         """After :meth:`load_graph`: attach metadata to labels already in the graph.
@@ -213,21 +248,67 @@ class MemIndex:
         in the graph with no live meta are marked deleted by :meth:`drop_unadopted`.
         """
         pre = self._preloaded
-        missing = []
+        found: list[EntryMeta] = []
+        missing: list[EntryMeta] = []
         for m in metas:
-            if m.entry_id in pre and m.entry_id not in self.meta:
+            (found if m.entry_id in pre and m.entry_id not in self.meta else missing).append(m)
+        if found:
+            rows = [pre.pop(m.entry_id) for m in found]
+            for m, slot in zip(found, self.rows.put(self._preloaded_vectors[rows]), strict=True):
+                m.slot = slot
                 self._remember(m)
-            else:
-                missing.append(m)
         return missing
 
     def drop_unadopted(self) -> int:
-        pre = self._preloaded
-        stale = [lb for lb in pre if lb not in self.meta]
+        stale = list(self._preloaded)
         for lb in stale:
             self.graph.mark_deleted(lb)
-        self._preloaded = set()
+        self._preloaded = {}
+        self._preloaded_vectors = np.zeros((0, self.dim), np.float32)
         return len(stale)
+
+
+class VectorRows:
+    """A float32 copy of the live vectors, by slot, for exact search in small groups.
+
+    hnswlib's ``get_items`` copies item by item (~20 µs each), far too slow for a
+    per-lookup scan, so the vectors are kept twice; freed slots are reused.
+    """
+
+    def __init__(self, dim: int, capacity: int) -> None:
+        self.data = np.zeros((max(capacity, 16), dim), dtype=np.float32)
+        self.free: list[int] = []
+        self.used = 0
+
+    def put(self, vecs: npt.NDArray[np.float32]) -> list[int]:
+        n = len(vecs)
+        slots = [self.free.pop() for _ in range(min(n, len(self.free)))]
+        fresh = n - len(slots)
+        if self.used + fresh > len(self.data):
+            grown = np.zeros(
+                (max(2 * len(self.data), self.used + fresh), self.data.shape[1]), dtype=np.float32
+            )
+            grown[: self.used] = self.data[: self.used]
+            self.data = grown
+        slots += range(self.used, self.used + fresh)
+        self.used += fresh
+        self.data[slots] = vecs
+        return slots
+
+    def release(self, slot: int) -> None:
+        self.free.append(slot)
+
+    def dot(self, slots: npt.NDArray[np.int64], q: Vector) -> npt.NDArray[np.float32]:
+        """Similarities of ``q`` to the rows ``slots``, in blocks of 512 rows: larger
+        products make OpenBLAS start threads, which costs milliseconds on a busy host."""
+        out = np.empty(len(slots), dtype=np.float32)
+        for start in range(0, len(slots), 512):
+            out[start : start + 512] = self.data[slots[start : start + 512]] @ q
+        return out
+
+    def take(self, slots: npt.NDArray[np.int64]) -> npt.NDArray[np.float32]:
+        out: npt.NDArray[np.float32] = self.data[slots]
+        return out
 
 
 def _discard(table: dict[_K, set[int]], key: _K, eid: int) -> None:

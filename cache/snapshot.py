@@ -1,7 +1,7 @@
 """Index snapshots and start-up loading.
 
 Snapshot format (a directory): ``index.bin`` (hnswlib ``save_index``), ``labels.npy``
-(int64 live labels in the graph) and ``meta.json`` ``{"format", "dim", "seq", "entries",
+(int64 live labels in the graph), ``vectors.npy`` (their float32 vectors, same order) and ``meta.json`` ``{"format", "dim", "seq", "entries",
 "saved_at"}``, each written to a temporary name and renamed, ``meta.json`` last, so a
 crash mid-save leaves the previous snapshot or none.
 
@@ -93,9 +93,9 @@ class Loader:
         info = read_meta(directory, self.index.dim)
         if info is None:
             return None
-        labels = set(np.load(directory / "labels.npy").tolist())
-        capacity = max(int(info["entries"]) * 2, 1024)
-        await self._on_index(self.index.load_graph, directory / "index.bin", labels, capacity)
+        labels = np.load(directory / "labels.npy")
+        vectors = np.load(directory / "vectors.npy")
+        await self._on_index(self.index.load_graph, directory / "index.bin", labels, vectors)
         adopted = 0
         async for rows in self.store.iter_live(now, vectors=False):
             metas = [meta_from_row(r) for r in rows]
@@ -116,7 +116,7 @@ def read_meta(directory: Path, dim: int) -> dict[str, Any] | None:
     if info.get("format") != FORMAT or info.get("dim") != dim:
         log.warning("cache snapshot in %s ignored: format/dim %s", directory, info)
         return None
-    if not (directory / "index.bin").exists() or not (directory / "labels.npy").exists():
+    if not all((directory / f).exists() for f in ("index.bin", "labels.npy", "vectors.npy")):
         return None
     return info
 
@@ -124,12 +124,13 @@ def read_meta(directory: Path, dim: int) -> dict[str, Any] | None:
 def save_snapshot(index: MemIndex, directory: Path, seq: int, now: float) -> None:
     """Writes a snapshot (call on the index thread)."""
     directory.mkdir(parents=True, exist_ok=True)
-    labels = index.save_graph(directory / "index.bin.tmp")
-    with open(directory / "labels.tmp.npy", "wb") as fh:
-        np.save(fh, np.asarray(labels, dtype=np.int64))
+    labels, vectors = index.save_graph(directory / "index.bin.tmp")
+    np.save(directory / "labels.tmp.npy", labels)
+    np.save(directory / "vectors.tmp.npy", vectors)
     meta = {"format": FORMAT, "dim": index.dim, "seq": seq, "entries": len(labels), "saved_at": now}
     (directory / "meta.json.tmp").write_text(json.dumps(meta))
     (directory / "meta.json").unlink(missing_ok=True)
     os.replace(directory / "index.bin.tmp", directory / "index.bin")
     os.replace(directory / "labels.tmp.npy", directory / "labels.npy")
+    os.replace(directory / "vectors.tmp.npy", directory / "vectors.npy")
     os.replace(directory / "meta.json.tmp", directory / "meta.json")
