@@ -7,8 +7,10 @@ import contextlib
 import logging
 import os
 import time
+from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from backends import BatchingEmbedder, BatchLimits, OnnxEmbedder, SentenceTransformerEmbedder
@@ -28,9 +30,13 @@ from proxy.settings import BackendSettings, EmbedderSettings, Settings
 from proxy.wiring import build_definitions, build_policies, build_router_config
 from router import ExampleConfig, Router, RouterConfig, UtilityModel, load_router
 
+if TYPE_CHECKING:  # the admin state imports this module; types only here
+    from proxy.admin.state import AdminState
+
 log = logging.getLogger("cachegate.services")
 
 CACHE_RETRY_S = 5.0
+ROUTER_SCORES_KEPT = 10_000  # recent router scores, for calibrating to a target large share
 
 
 @dataclass
@@ -49,6 +55,8 @@ class Services:
     responses: ResponseLog = field(default_factory=ResponseLog)
     utilities: UtilityModel = field(default_factory=UtilityModel)
     sims: list[SimServer] = field(default_factory=list)
+    admin: AdminState | None = None
+    router_scores: deque[float] = field(default_factory=lambda: deque(maxlen=ROUTER_SCORES_KEPT))
     started_at: float = field(default_factory=time.time)
     ready: bool = False
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
@@ -62,6 +70,8 @@ class Services:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        if self.admin is not None:
+            await self.admin.close()
         if self.cache is not None:
             await self.cache.close()  # flushes the write-behind queue
         await self.embedder.close()
