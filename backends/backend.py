@@ -59,12 +59,20 @@ class LoadFigures:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cost: float = 0.0
+    last_at: float | None = None  # when the last call finished (the backend's clock)
     alpha: float = field(default=0.2, repr=False)
 
     def observe(
-        self, *, ttft_s: float | None, latency_s: float | None, ok: bool, throttled: bool
+        self,
+        *,
+        ttft_s: float | None,
+        latency_s: float | None,
+        ok: bool,
+        throttled: bool,
+        at: float | None = None,
     ) -> None:
         a = self.alpha
+        self.last_at = at
         self.calls += 1
         if not ok:
             self.errors += 1
@@ -142,6 +150,12 @@ class Backend:
             cost=self.load.cost,
         )
 
+    def idle_for(self) -> float:
+        """Seconds since the last call finished (0 when one is in flight or none happened)."""
+        if self.load.in_flight or self.load.last_at is None:
+            return 0.0
+        return max(0.0, self._clock() - self.load.last_at)
+
     @property
     def overloaded(self) -> bool:
         return (
@@ -186,7 +200,9 @@ class Backend:
                 else:
                     # A 4xx is the request's fault, not the backend's health.
                     self.circuit.record_success()
-                self.load.observe(ttft_s=None, latency_s=None, ok=False, throttled=throttled)
+                self.load.observe(
+                    ttft_s=None, latency_s=None, ok=False, throttled=throttled, at=self._clock()
+                )
                 if not retryable or attempt >= self.spec.retries:
                     raise
                 attempt += 1
@@ -200,7 +216,9 @@ class Backend:
                 self.load.in_flight -= 1
                 elapsed = self._clock() - started
                 self.circuit.record_success()
-                self.load.observe(ttft_s=elapsed, latency_s=elapsed, ok=True, throttled=False)
+                self.load.observe(
+                    ttft_s=elapsed, latency_s=elapsed, ok=True, throttled=False, at=self._clock()
+                )
             return reply
 
     async def _prefetch_first(self, reply: BackendReply, started: float) -> BackendReply:
@@ -238,8 +256,9 @@ class Backend:
             elif outcome is False:
                 self.circuit.record_failure()
             if outcome is not None:
+                now = self._clock()
                 self.load.observe(
-                    ttft_s=ttft, latency_s=self._clock() - started, ok=outcome, throttled=False
+                    ttft_s=ttft, latency_s=now - started, ok=outcome, throttled=False, at=now
                 )
 
     def _backoff(self, attempt: int) -> float:

@@ -113,6 +113,18 @@ class Metrics:
             ["from_tier", "to_tier"],
             registry=r,
         )
+        self.load_level = Gauge(
+            "cachegate_load_level",
+            "Load level per backend tier: 0 normal, 1 elevated, 2 overloaded.",
+            ["backend"],
+            registry=r,
+        )
+        self.effective_threshold = Gauge(
+            "cachegate_policy_effective_threshold",
+            "Similarity threshold in force per category (after load adaptation).",
+            ["category"],
+            registry=r,
+        )
         self.build_info = Info("cachegate_build", "cachegate build information.", registry=r)
         self.build_info.info({"version": _version()})
         self.up = Gauge("cachegate_up", "1 while the proxy is serving.", registry=r)

@@ -254,6 +254,8 @@ class Pipeline:
         pool = self.s.pool
         if p.pinned is not None:
             trace.route = "pinned"
+            if self.s.adaptive is not None:
+                self.s.adaptive.shares.record(u.category, p.pinned.tier)
             return p.pinned, False, []
         neighbours = await self._neighbours(principal, u)
         load = {
@@ -273,6 +275,8 @@ class Pipeline:
             )
             decision = self.s.router.decide(features, load)
             tier, trace.router_score = decision.tier, decision.score
+            if decision.score is not None:
+                self.s.router_scores.append(decision.score)  # for calibration from traffic
             trace.route = "router" if decision.reason == "pinned" else decision.reason
         else:
             tier = "small" if "small" in load else "large"
@@ -282,6 +286,8 @@ class Pipeline:
                 tier, trace.route = other, "fallback"
         self.s.metrics.stage_duration.labels("router").observe(time.perf_counter() - started)
         self.s.metrics.router_decisions.labels(tier, trace.route).inc()
+        if self.s.adaptive is not None:
+            self.s.adaptive.shares.record(u.category, tier)
         backend = pool.first_available(tier)
         assert backend is not None  # the tier exists: load was built from it
         return backend, True, neighbours

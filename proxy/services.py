@@ -23,11 +23,17 @@ from backends.transport import HttpTransport, Timeouts, Transport
 from cache import CacheUnavailable, CategoryPolicy, PolicySet, SemanticCache
 from cache.equivalence import EquivalenceChecker
 from classifier import Classifier
+from proxy.adaptive import AdaptiveController
 from proxy.auth import Authenticator
 from proxy.feedback import ResponseLog
 from proxy.metrics import BackendCollector, Metrics
 from proxy.settings import BackendSettings, EmbedderSettings, Settings
-from proxy.wiring import build_definitions, build_policies, build_router_config
+from proxy.wiring import (
+    build_adaptive,
+    build_definitions,
+    build_policies,
+    build_router_config,
+)
 from router import ExampleConfig, Router, RouterConfig, UtilityModel, load_router
 
 if TYPE_CHECKING:  # the admin state imports this module; types only here
@@ -59,10 +65,15 @@ class Services:
     router_scores: deque[float] = field(default_factory=lambda: deque(maxlen=ROUTER_SCORES_KEPT))
     started_at: float = field(default_factory=time.time)
     ready: bool = False
+    adaptive: AdaptiveController | None = None
+    checker: EquivalenceChecker | None = None
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     def effective_policy(self, category: str) -> CategoryPolicy:
-        return self.policies.for_category(category)
+        configured = self.policies.for_category(category)
+        if self.adaptive is None:
+            return configured
+        return self.adaptive.effective(category, configured)
 
     async def aclose(self) -> None:
         self.ready = False
@@ -121,9 +132,10 @@ def build_embedder(cfg: EmbedderSettings) -> Embedder:
     )
 
 
-async def open_cache(settings: Settings, dim: int) -> SemanticCache:
+async def open_cache(
+    settings: Settings, dim: int, checker: EquivalenceChecker | None
+) -> SemanticCache:
     cfg = settings.cache
-    checker = EquivalenceChecker.load_default() if cfg.equivalence_check else None
     return await SemanticCache.open(
         settings.storage.url,
         dim=dim,
@@ -141,7 +153,9 @@ async def _keep_opening_cache(services: Services) -> None:
     while services.cache is None:
         await asyncio.sleep(CACHE_RETRY_S)
         try:
-            services.cache = await open_cache(services.settings, services.embedder.dim)
+            services.cache = await open_cache(
+                services.settings, services.embedder.dim, services.checker
+            )
             log.info("cache store reachable again; caching resumed")
         except CacheUnavailable as exc:
             log.warning("cache store still unreachable: %s", exc)
@@ -194,9 +208,22 @@ async def build_services(
         services.router = await asyncio.to_thread(
             load_router, settings.router.artifact, router_config
         )
+    if settings.cache.enabled and settings.cache.equivalence_check:
+        services.checker = await asyncio.to_thread(EquivalenceChecker.load_default)
+    if settings.adaptive.enabled:
+        services.adaptive = AdaptiveController(
+            pool,
+            lambda: services.policies,
+            metrics,
+            build_adaptive(settings.adaptive),
+            equivalence_default=services.checker.default_threshold if services.checker else None,
+        )
+        services._tasks.append(
+            asyncio.create_task(services.adaptive.run(settings.adaptive.interval_s))
+        )
     if settings.cache.enabled:
         try:
-            services.cache = await open_cache(settings, batching.dim)
+            services.cache = await open_cache(settings, batching.dim, services.checker)
         except CacheUnavailable as exc:
             log.error("cache store unreachable at start-up, serving without cache: %s", exc)
             services._tasks.append(asyncio.create_task(_keep_opening_cache(services)))

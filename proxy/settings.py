@@ -172,6 +172,18 @@ class RouterSettings(_Strict):
     examples: ExamplesSettings = ExamplesSettings()
 
 
+class AdaptiveSettings(_Strict):
+    """Load-adaptive policies: categories with bounds relax while a tier is loaded."""
+
+    enabled: bool = True
+    interval_s: float = Field(1.0, gt=0, le=60)
+    elevated_at: float = Field(0.8, gt=0)
+    overloaded_at: float = Field(1.0, gt=0)
+    hysteresis: float = Field(0.15, ge=0)
+    min_dwell_s: float = Field(3.0, ge=0)
+    step: float = Field(0.25, gt=0, le=1)
+
+
 class Settings(_Strict):
     server: ServerSettings = ServerSettings()
     storage: StorageSettings = StorageSettings()
@@ -183,6 +195,7 @@ class Settings(_Strict):
     classifier: ClassifierSettings = ClassifierSettings()
     categories: tuple[CategorySettings, ...] = ()
     router: RouterSettings = RouterSettings()
+    adaptive: AdaptiveSettings = AdaptiveSettings()
 
     @model_validator(mode="after")
     def _unique_names(self) -> Settings:

@@ -11,11 +11,18 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from cache import CategoryPolicy, PolicyError, PolicySet
+from cache.adaptive import AdaptiveConfig
 from classifier import CategoryDef, ClassifierError
 from proxy.errors import SettingsError
 
 if TYPE_CHECKING:  # settings imports this module to validate; types only here
-    from proxy.settings import CacheSettings, CategorySettings, RouterSettings, Settings
+    from proxy.settings import (
+        AdaptiveSettings,
+        CacheSettings,
+        CategorySettings,
+        RouterSettings,
+        Settings,
+    )
 from router import ExampleConfig, RouterConfig, RouterError
 
 DAY = 86_400.0
@@ -105,8 +112,22 @@ def build_router_config(cfg: RouterSettings) -> tuple[RouterConfig, ExampleConfi
     return router, examples
 
 
+def build_adaptive(cfg: AdaptiveSettings) -> AdaptiveConfig:
+    try:
+        return AdaptiveConfig(
+            elevated_at=cfg.elevated_at,
+            overloaded_at=cfg.overloaded_at,
+            hysteresis=cfg.hysteresis,
+            min_dwell_s=cfg.min_dwell_s,
+            step=cfg.step,
+        )
+    except PolicyError as exc:
+        raise SettingsError(f"invalid configuration: {exc}") from None
+
+
 def check_domain(settings: Settings) -> None:
     """Builds every domain object once so bad values fail at load, naming their key."""
     build_policies(settings.cache)
+    build_adaptive(settings.adaptive)
     build_definitions(settings.categories)
     build_router_config(settings.router)
