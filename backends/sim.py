@@ -265,6 +265,7 @@ async def _get_requests(request: web.Request) -> web.Response:
         {
             "received": list(state.received),
             "served": state.served,
+            "in_flight": state.in_flight,
             "peak_in_flight": state.peak_in_flight,
         }
     )
