@@ -501,7 +501,8 @@ def cache_internals() -> dict[str, Any]:
                         "Lookup errors by category",
                         [
                             (
-                                f'sum by (category) (rate(cachegate_cache_lookups_total{{result="error",{CAT}}}[{RI}]))',
+                                f'sum by (category) (rate(cachegate_cache_lookups_total{{result="error",{CAT}}}[{RI}])) '
+                                f"or 0 * sum by (category) (rate(cachegate_cache_lookups_total{{{CAT}}}[{RI}]))",
                                 "{{category}}",
                             )
                         ],
