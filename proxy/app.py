@@ -10,7 +10,7 @@ from fastapi import FastAPI
 
 from backends.embedding import Embedder
 from backends.transport import Transport
-from proxy import routes_openai, routes_ops
+from proxy import admin, routes_openai, routes_ops
 from proxy.http import RequestIdMiddleware, install_error_handlers
 from proxy.services import build_services
 from proxy.settings import Settings
@@ -31,6 +31,7 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         services = await build_services(settings, env=env, transports=transports, embedder=embedder)
         app.state.services = services
+        await admin.start_admin(services)
         services.ready = True
         services.metrics.up.set(1)
         log.info("cachegate ready on %s:%s", settings.server.host, settings.server.port)
@@ -50,4 +51,5 @@ def create_app(
     install_error_handlers(app)
     app.include_router(routes_openai.router)
     app.include_router(routes_ops.router)
+    admin.install(app)
     return app

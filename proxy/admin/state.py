@@ -1,0 +1,220 @@
+"""What the admin API changed, applied to the running services and kept in step
+across replicas.
+
+Policies, keys and router settings are state: a change on any replica rewrites
+its row, and every replica reloads that kind when the change feed (the audit
+table) shows a new row of it. Category changes are operations on the classifier
+(add examples, add a category ...): they are replayed in feed order, all at
+once with one refit, at start-up and when other replicas make them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from cache import CategoryPolicy, PolicyError, PolicySet
+from classifier import CategoryDef, Classifier, ClassifierError
+from proxy.admin.store import AdminStore, AuditEntry, KeyRecord, PolicyOverride
+from proxy.errors import Unavailable
+from proxy.services import Services
+from router import RouterConfig, RouterError
+
+log = logging.getLogger("cachegate.admin")
+
+POLL_INTERVAL_S = 0.25
+ROUTER_SETTING = "router"
+REPLAYED = frozenset({"add_examples", "remove_examples", "create", "delete"})
+
+
+def policy_dict(policy: CategoryPolicy) -> dict[str, Any]:
+    return {f.name: getattr(policy, f.name) for f in dataclasses.fields(policy)}
+
+
+def build_policy(base: CategoryPolicy, overrides: dict[str, Any]) -> CategoryPolicy:
+    """``base`` with ``overrides`` applied; raises PolicyError naming a bad field."""
+    fields = {**policy_dict(base), **overrides}
+    if isinstance(fields.get("sampling_params"), list):
+        fields["sampling_params"] = tuple(fields["sampling_params"])
+    return CategoryPolicy(**fields)
+
+
+class AdminState:
+    """Held on ``Services.admin``; :meth:`start` loads what the store holds."""
+
+    def __init__(self, services: Services, store: AdminStore, *, poll_interval_s: float) -> None:
+        self.s = services
+        self.store = store
+        self.poll_interval_s = poll_interval_s
+        self.configured_policies: PolicySet = services.policies
+        self.configured_router: RouterConfig = services.router_config
+        self.overrides: dict[str, PolicyOverride] = {}
+        self.router_setting: dict[str, Any] = {}
+        self.keys: dict[str, KeyRecord] = {}
+        self.lock = asyncio.Lock()  # one change (or one feed batch) at a time
+        self.last_seq = 0
+        self.own: set[int] = set()  # feed ids this replica wrote (already applied)
+        self.store_ok = True
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        async with self.lock:
+            self.last_seq = await self.store.max_seq()  # read first: later changes are polled
+            await self.reload({"policy", "key", "router"})
+            ops = await self.store.category_ops()
+            await self.replay_categories([o for o in ops if o.id <= self.last_seq])
+        self._task = asyncio.create_task(self._poll(), name="cachegate-admin-sync")
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        await self.store.close()
+
+    # -- applying state -----------------------------------------------------------------
+    async def reload(self, kinds: set[str]) -> None:
+        if "policy" in kinds:
+            self.overrides = await self.store.policies()
+            self.s.policies = self.merged_policies()
+        if "key" in kinds:
+            records = await self.store.keys()
+            for k in records:
+                if k.revoked_at is None:
+                    self.s.auth.add_key(k.digest, k.tenant)
+                else:
+                    self.s.auth.revoke_key(k.digest)
+            self.keys = {k.id: k for k in records}
+        if "router" in kinds:
+            self.router_setting = await self.store.setting(ROUTER_SETTING) or {}
+            self.apply_router(self.router_config(self.router_setting))
+
+    def configured_policy(self, category: str) -> CategoryPolicy:
+        return self.configured_policies.for_category(category)
+
+    def merged_policies(self) -> PolicySet:
+        merged = dict(self.configured_policies.policies)
+        for name, o in self.overrides.items():
+            try:
+                merged[name] = build_policy(self.configured_policy(name), o.fields)
+            except (PolicyError, TypeError) as exc:
+                # Only when the configuration changed under a stored override.
+                log.error("admin policy for %r no longer valid, using configured: %s", name, exc)
+        return PolicySet(policies=merged, default=self.configured_policies.default)
+
+    def router_config(self, setting: dict[str, Any]) -> RouterConfig:
+        """Raises RouterError naming a bad value."""
+        base = self.configured_router
+        return dataclasses.replace(
+            base,
+            threshold=setting.get("threshold", base.threshold),
+            category_overrides=setting.get("category_overrides", base.category_overrides),
+        )
+
+    def apply_router(self, config: RouterConfig) -> None:
+        self.s.router_config = config
+        if self.s.router is not None:
+            self.s.router = self.s.router.with_config(config)
+
+    async def replay_categories(self, ops: Sequence[AuditEntry]) -> None:
+        """Folds category operations into the definitions and refits once."""
+        clf = self.s.classifier
+        ops = [o for o in ops if o.action in REPLAYED and isinstance(o.new, dict)]
+        if clf is None or not ops:
+            return
+        defs = clf.categories
+        for op in ops:
+            try:
+                defs = fold(defs, op.action, op.target, op.new)
+            except ClassifierError as exc:
+                log.warning(
+                    "skipping category change %d (%s %s): %s", op.id, op.action, op.target, exc
+                )
+        embed = self.s.embedder.embedder.embed_batch
+        self.s.classifier = await asyncio.to_thread(
+            Classifier.train,
+            defs,
+            embed,
+            min_confidence=clf.min_confidence,
+            fallback=clf.fallback,
+        )
+
+    # -- the change feed ----------------------------------------------------------------
+    async def sync(self) -> int:
+        """Applies other replicas' changes since the last call; returns how many."""
+        changes = await self.store.changes_since(self.last_seq)
+        if not changes:
+            return 0
+        theirs = [c for c in changes if c.id not in self.own]
+        await self.reload({c.kind for c in theirs})
+        await self.replay_categories([c for c in theirs if c.kind == "category"])
+        self.last_seq = changes[-1].id
+        self.own = {i for i in self.own if i > self.last_seq}
+        return len(theirs)
+
+    async def _poll(self) -> None:
+        while True:
+            await asyncio.sleep(self.poll_interval_s)
+            try:
+                async with self.lock:
+                    await self.sync()
+                if not self.store_ok:
+                    log.warning("admin store reachable again")
+                self.store_ok = True
+            except Unavailable as exc:
+                if self.store_ok:
+                    log.warning("admin change feed unavailable: %s", exc)
+                self.store_ok = False
+
+
+def fold(defs: list[CategoryDef], action: str, name: str, op: dict[str, Any]) -> list[CategoryDef]:
+    """``defs`` after one admin operation (the same rules as the classifier's own methods)."""
+    by_name = {d.name: d for d in defs}
+    if action == "create":
+        if name in by_name:
+            raise ClassifierError(f"category {name!r} already exists")
+        new = CategoryDef(
+            name, op.get("description", ""), tuple(op.get("examples", ())),
+            tuple(op.get("keywords", ())), tuple(op.get("patterns", ())),
+        )  # fmt: skip
+        return [*defs, new]
+    if name not in by_name:
+        raise ClassifierError(f"no category named {name!r}")
+    if action == "delete":
+        return [d for d in defs if d.name != name]
+    d = by_name[name]
+    texts = tuple(op.get("examples", ()))
+    if action == "add_examples":
+        examples = d.examples + texts
+    else:
+        drop = {t.strip() for t in texts}
+        examples = tuple(e for e in d.examples if e not in drop)
+    new = CategoryDef(d.name, d.description, examples, d.keywords, d.patterns)
+    return [new if x.name == name else x for x in defs]
+
+
+async def start_admin(services: Services, *, poll_interval_s: float = POLL_INTERVAL_S) -> None:
+    """Opens the admin store on the storage URL and starts following it; when the store
+    is down the admin API answers 503 (the request path is unaffected)."""
+    try:
+        store = await AdminStore.open(services.settings.storage.url)
+    except Unavailable as exc:
+        log.error("admin store unreachable at start-up; admin API disabled: %s", exc)
+        return
+    state = AdminState(services, store, poll_interval_s=poll_interval_s)
+    try:
+        await state.start()
+    except (Unavailable, RouterError) as exc:
+        log.error("admin state could not be loaded; admin API disabled: %s", exc)
+        await store.close()
+        return
+    services.admin = state
+
+
+def now() -> float:
+    return time.time()
