@@ -1,7 +1,11 @@
 # syntax=docker/dockerfile:1
 # cachegate image: ONNX Runtime embedder, no torch.
 #   docker build -t cachegate:0.1.0 .
-#   docker run -p 8080:8080 -v $PWD/deploy/compose/cachegate.yaml:/etc/cachegate/config.yaml:ro cachegate:0.1.0
+# The image's default config is the embedded default (deploy/config/default.yaml:
+# SQLite, simulated backends, no keys); real deployments mount their own at
+# /etc/cachegate/config.yaml. The schema is created by `cachegate migrate`:
+#   docker volume create cg && docker run --rm -v cg:/var/lib/cachegate cachegate:0.1.0 migrate
+#   docker run -p 127.0.0.1:8080:8080 -v cg:/var/lib/cachegate cachegate:0.1.0
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
 # --- build: compilers live only here (hnswlib ships as an sdist) -------------
@@ -44,6 +48,7 @@ RUN apt-get update \
  && mkdir -p /var/lib/cachegate /etc/cachegate \
  && chown cachegate:cachegate /var/lib/cachegate
 COPY --from=build /opt/cachegate /opt/cachegate
+COPY deploy/config/default.yaml /etc/cachegate/config.yaml
 ENV PATH=/opt/cachegate/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \

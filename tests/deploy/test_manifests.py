@@ -156,6 +156,27 @@ def test_dockerfile_is_multistage_non_root_with_healthcheck() -> None:
     assert {".git", ".venv"} <= set(ignored)
 
 
+def test_dockerfile_copies_only_what_the_build_context_holds() -> None:
+    """Each COPY source exists and survives .dockerignore (or is re-included with '!')."""
+    lines = (ROOT / ".dockerignore").read_text().splitlines()
+    rules = [line.strip() for line in lines if line.strip() and not line.startswith("#")]
+    copies = re.findall(r"(?m)^COPY\s+(?!--from)(.+)$", (ROOT / "Dockerfile").read_text())
+    assert copies
+    for line in copies:
+        *sources, _dest = line.split()
+        for source in sources:
+            matches = sorted(ROOT.glob(source.rstrip("/")))
+            assert matches, f"COPY {source}: nothing in the repo matches"
+            for match in matches:
+                rel = match.relative_to(ROOT).as_posix()
+                included = True
+                for rule in rules:  # last matching rule wins, as in Docker
+                    pattern = rule.removeprefix("!")
+                    if rel == pattern or rel.startswith(pattern.rstrip("/") + "/"):
+                        included = rule.startswith("!")
+                assert included, f"COPY {rel}: excluded by .dockerignore"
+
+
 def _generator() -> Any:
     """deploy/grafana/generate.py, imported from its path (deploy/ is not a package)."""
     name = "cachegate_grafana_generate"
