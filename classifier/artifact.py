@@ -15,7 +15,7 @@ import json
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import IO, Any
 
 import numpy as np
 import numpy.typing as npt
@@ -62,7 +62,7 @@ class HeadArtifact:
         )
 
 
-def save_artifact(path: Path | BinaryIO, art: HeadArtifact) -> None:
+def save_artifact(path: Path | IO[bytes], art: HeadArtifact) -> None:
     labels = art.head.labels
     scale = 127.0 / max(float(np.abs(art.corpus.vectors).max(initial=1e-6)), 1e-6)
     texts = list(art.example_vectors)
@@ -89,7 +89,7 @@ def save_artifact(path: Path | BinaryIO, art: HeadArtifact) -> None:
     )
 
 
-def load_artifact(path: Path | BinaryIO) -> HeadArtifact:
+def load_artifact(path: Path | IO[bytes]) -> HeadArtifact:
     try:
         with np.load(path, allow_pickle=False) as z:
             data = {k: z[k] for k in z.files}

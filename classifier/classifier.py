@@ -219,7 +219,7 @@ class Classifier:
             self._evaluation = evaluation
             return evaluation
 
-    def _training_set(self, defs: Sequence[CategoryDef]) -> tuple[F32, np.ndarray, tuple[str, ...]]:
+    def _training_set(self, defs: Sequence[CategoryDef]) -> tuple[F32, I64, F32, tuple[str, ...]]:
         labels = tuple(d.name for d in defs)
         missing = [e for d in defs for e in d.examples if e not in self._vectors]
         if missing:

@@ -25,6 +25,8 @@ HINT_WEIGHT = 1.5
 MAX_HINT_HITS = 2
 # Below this confidence a follow-up's own evidence yields to the earlier turns'.
 CONTEXT_GATE = 0.8
+# Scale of the earlier turns' evidence for a follow-up.
+CONTEXT_WEIGHT = 1.5
 _FLOOR = np.float32(1e-6)
 
 
@@ -97,7 +99,10 @@ class Model:
             if context_vector is not None:
                 ctx = self.head_logits(context_vector)
                 earlier += ctx - ctx.max()
-            probs = softmax(own + weight * earlier)
+            # A follow-up cue ("and in Rust?") makes the short turn's own vector
+            # unreliable: it loses half its say and the earlier turns gain.
+            mixed = own - 0.5 * head if weight >= 1.0 else own
+            probs = softmax((mixed + weight * CONTEXT_WEIGHT * earlier).astype(np.float32))
             if int(probs.argmax()) != best:
                 best, source = int(probs.argmax()), "context"
         confidence = float(probs[best])

@@ -92,20 +92,23 @@ _TRACE = (
     "importerror",
 )
 _SYNTAX = ("`", "()", "==", "!=", "=>", "->", "::", "+=", "&&", "||", "</", "/>", "[]", "{}")
-_TECH = _words(
+# Naming a programming language is strong evidence; other tech words are weaker.
+_LANGS = _words(
     "python javascript typescript java rust golang kotlin swift php ruby scala haskell c++ c# "
-    "perl lua dart elixir clojure matlab sql postgresql postgres mysql sqlite mongodb redis "
-    "html css flexbox tailwind react vue angular django flask fastapi spring node nodejs npm "
-    "pandas numpy pytorch tensorflow dataframe api apis endpoint endpoints backend frontend "
-    "database databases query queries schema server microservices docker dockerfile kubernetes "
-    "deploy deployment compile compiler debug debugging bug bugs runtime library framework "
-    "repository repo commit git github regex json yaml xml http https async await thread "
-    "threads multithreading script scripting code coding program programming programmer "
-    "refactor implement implementation algorithm algorithms recursion recursive array arrays "
-    "linked hashmap dict dictionary struct pointer pointers variable variables method methods "
-    "exception exceptions stdout stdin cli bash shell terminal linux unix gcc jvm webpack "
-    "frontend devops ci pipeline cache caching latency oauth jwt websocket graphql rest "
-    "unittest pytest jest junit lint linter typescript's pip conda venv"
+    "perl lua dart elixir clojure matlab sql postgresql mysql sqlite html css bash powershell "
+    "react vue angular django flask fastapi node nodejs pandas numpy pytorch tensorflow"
+)
+_TECH = _words(
+    "postgres mongodb redis flexbox tailwind spring npm dataframe api apis endpoint endpoints "
+    "backend frontend database databases query queries schema server microservices docker "
+    "dockerfile kubernetes deploy deployment compile compiler debug debugging bug bugs runtime "
+    "library framework repository repo commit git github regex json yaml xml http https async "
+    "await thread threads multithreading script scripting code coding program programming "
+    "programmer refactor implement implementation algorithm algorithms recursion recursive "
+    "array arrays hashmap dict dictionary struct pointer pointers variable variables method "
+    "methods function functions exception exceptions stdout stdin cli shell terminal linux "
+    "unix gcc jvm webpack devops pipeline caching oauth jwt websocket graphql unittest pytest "
+    "jest junit linter pip conda venv div css3 html5 ide vscode"
 )
 
 # -- math -------------------------------------------------------------------------------
@@ -226,7 +229,7 @@ def code_evidence(view: TextView) -> float:
         score += 2.0
     syntax = sum(1 for s in _SYNTAX if s in view.text) + len(_SNAKE.findall(view.lower))
     score += min(syntax, 5) * 0.3
-    score += min(view.count_words(_TECH), 5) * 0.5
+    score += min(view.count_words(_LANGS), 3) * 1.0 + min(view.count_words(_TECH), 5) * 0.5
     return min(score, 6.0)
 
 
