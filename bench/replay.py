@@ -1,0 +1,265 @@
+"""Workload replay: cachegate and baselines on a real arrival trace, every hit judged.
+
+Builds a workload (``bench.workload``: texts with known intents, arrivals and token counts
+from a trace, time-compressed), starts two simulated backends whose latency follows each
+request's output tokens (``bench.simserver``), and replays the same workload, open loop,
+against each variant in turn, from this process:
+
+- ``none``: the large backend directly (no cache);
+- ``exact``: cachegate with similarity threshold 1.0 for every category and the equivalence
+  check off, so only its exact tier (and byte-identical vectors) can hit;
+- ``gptcache``: GPTCache 0.1.44 (sqlite + faiss, same MiniLM embedder) as a server process,
+  its threshold fitted on the dev part;
+- ``global``: cachegate with one policy for every category, the cosine threshold fitted on
+  the dev part;
+- ``cachegate``: cachegate with its built-in per-category policies.
+
+A hit is correct when the served answer names the digest of a text of the request's own
+intent (the simulated backend's answers name a digest of the prompt they answer).
+
+    .venv/bin/python -m bench.replay [--speedup 5] [--minutes 2] [--seed 0] \
+        [--variants none exact gptcache global cachegate] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import re
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from backends.sim import digest
+from bench.baselines import fit_threshold, gptcache_threshold
+from bench.procs import machine
+from bench.report import Outcome, Summary, by_category, category_table, comparison_table
+from bench.targets import artifact_present, cachegate, cachegate_config, gptcache_server, sim
+from bench.workload import TRACES, Workload, build_workload, reuse_ceiling
+
+ANSWER = re.compile(r"answer to ([0-9a-f]{12})")
+VARIANTS = ("none", "exact", "gptcache", "global", "cachegate")
+
+
+class ReplayError(RuntimeError):
+    """The replay could not run (target down) or too many requests failed."""
+
+
+def _judge(body: dict[str, Any], intents: dict[str, str], intent: str) -> bool:
+    try:
+        content = str(body["choices"][0]["message"]["content"])
+    except (KeyError, IndexError, TypeError):
+        return False
+    m = ANSWER.search(content)
+    return m is not None and intents.get(m.group(1)) == intent
+
+
+class _Progress:
+    def __init__(self, label: str, total: int, enabled: bool) -> None:
+        self.label, self.total, self.enabled = label, total, enabled
+        self.done = self.hits = self.errors = 0
+
+    def draw(self, final: bool = False) -> None:
+        if not self.enabled:
+            return
+        width = 30
+        filled = width * self.done // max(1, self.total)
+        print(f"\r{self.label:>10} [{'#' * filled}{'.' * (width - filled)}] "
+              f"{self.done}/{self.total} hits {self.hits} errors {self.errors}",
+              end="\n" if final else "", file=sys.stderr, flush=True)  # fmt: skip
+
+
+async def replay(
+    base_url: str,
+    workload: Workload,
+    *,
+    model: str = "large",
+    label: str = "replay",
+    progress: bool = True,
+    max_error_rate: float = 0.01,
+    timeout_s: float = 60.0,
+) -> list[Outcome]:
+    """Sends every request at its arrival time (open loop); raises :class:`ReplayError`
+    when ``base_url`` is unreachable or more than ``max_error_rate`` of requests fail."""
+    intents = {digest(r.text): r.intent for r in workload.requests}
+    bar = _Progress(label, len(workload.requests), progress)
+    timeout = aiohttp.ClientTimeout(total=timeout_s)
+    connector = aiohttp.TCPConnector(limit=1024)
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+        try:
+            async with session.get(base_url + "/models", timeout=aiohttp.ClientTimeout(5)) as r:
+                await r.read()
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise ReplayError(
+                f"{label}: cannot reach {base_url} ({exc!r}); is it running?"
+            ) from exc
+
+        async def one(req: Any) -> Outcome:
+            body = {"model": model, "messages": [{"role": "user", "content": req.text}],
+                    "max_tokens": req.max_tokens}  # fmt: skip
+            started = time.perf_counter()
+            try:
+                async with session.post(base_url + "/chat/completions", json=body) as resp:
+                    data = await resp.json(content_type=None)
+                    latency = time.perf_counter() - started
+                    h = resp.headers
+                    cache = h.get("x-cachegate-cache", "none")
+                    out = Outcome(
+                        request=req,
+                        status=resp.status,
+                        latency_s=latency,
+                        cache=cache,
+                        correct=_judge(data, intents, req.intent) if cache == "hit" else None,
+                        backend=h.get("x-cachegate-backend")
+                        or (None if cache != "none" else model),
+                        classified=h.get("x-cachegate-category"),
+                        error=None if resp.status == 200 else str(data)[:200],
+                    )
+            except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+                out = Outcome(req, 0, time.perf_counter() - started, "none", None, None, None,
+                              repr(exc))  # fmt: skip
+            bar.done += 1
+            bar.hits += out.cache == "hit"
+            bar.errors += out.status != 200
+            return out
+
+        async def ticker() -> None:
+            while True:
+                bar.draw()
+                await asyncio.sleep(0.5)
+
+        tick = asyncio.create_task(ticker())
+        t0 = time.perf_counter()
+        tasks = []
+        for req in workload.requests:
+            delay = req.at_s - (time.perf_counter() - t0)
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(one(req)))
+        outcomes = list(await asyncio.gather(*tasks))
+        tick.cancel()
+        bar.draw(final=True)
+    failed = [o for o in outcomes if o.status != 200]
+    if len(failed) > max_error_rate * len(outcomes):
+        raise ReplayError(
+            f"{label}: {len(failed)} of {len(outcomes)} requests failed; first: "
+            f"status {failed[0].status} {failed[0].error}"
+        )
+    return outcomes
+
+
+@contextmanager
+def _variant(name: str, small: str, large: str, tmp: Path, global_t: float, gpt_t: float,
+             equivalence: bool, router: bool) -> Iterator[str]:  # fmt: skip
+    db = tmp / f"{name}.db"
+    target: AbstractContextManager[str]
+    if name == "none":
+        target = nullcontext(large)
+    elif name == "gptcache":
+        target = gptcache_server(large, gpt_t, "sim-large")
+    elif name == "exact":
+        policy = {"similarity_threshold": 1.0, "threshold_floor": 1.0, "ttl_max_factor": 1.0}
+        target = cachegate(cachegate_config(small, large, db, default_policy=policy,
+                                            equivalence=False, router=router))  # fmt: skip
+    elif name == "global":
+        # One policy for every category: same threshold, TTL, no load relaxation, all enabled.
+        policy = {"enabled": True, "similarity_threshold": global_t, "threshold_floor": global_t,
+                  "ttl_seconds": 86_400.0, "ttl_max_factor": 1.0, "eviction": "lru"}  # fmt: skip
+        target = cachegate(cachegate_config(small, large, db, default_policy=policy,
+                                            equivalence=equivalence, router=router))  # fmt: skip
+    elif name == "cachegate":
+        target = cachegate(cachegate_config(small, large, db, equivalence=equivalence,
+                                            router=router))  # fmt: skip
+    else:
+        raise ReplayError(f"unknown variant {name!r}; choose from {VARIANTS}")
+    with target as url:
+        yield url
+
+
+async def run_variants(args: argparse.Namespace, workload: Workload,
+                       global_t: float, gpt_t: float) -> dict[str, list[Outcome]]:  # fmt: skip
+    equivalence = artifact_present("cache", "equivalence.npz") and not args.no_equivalence
+    router = artifact_present("router", "default_router.npz")
+    if not equivalence:
+        print("note: cachegate runs without the equivalence check "
+              "(cache/data/equivalence.npz not committed, or --no-equivalence)")  # fmt: skip
+    if not router:
+        print("note: router disabled (router/data/default_router.npz not committed)")
+    model = args.model if args.model != "auto" or router else "large"
+    results: dict[str, list[Outcome]] = {}
+    with (
+        sim("small", args.latency_scale, args.max_tokens_cap) as small,
+        sim("large", args.latency_scale, args.max_tokens_cap) as large,
+        tempfile.TemporaryDirectory() as tmp,
+    ):
+        for name in args.variants:
+            with _variant(name, small, large, Path(tmp), global_t, gpt_t, equivalence,
+                          router) as url:  # fmt: skip
+                use = "sim-large" if name in ("none", "gptcache") else model
+                results[name] = await replay(url, workload, model=use, label=name)
+    return results
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--trace", default="azure-conv", choices=sorted(TRACES))
+    p.add_argument("--speedup", type=float, default=5.0, help="trace seconds per wall second")
+    p.add_argument("--minutes", type=float, default=2.0, help="wall-clock minutes per variant")
+    p.add_argument("--start-min", type=float, default=0.0, help="trace minute to start at")
+    p.add_argument("--max-requests", type=int)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--max-tokens-cap", type=int, default=64)
+    p.add_argument("--latency-scale", type=float, default=1.0)
+    p.add_argument(
+        "--model", default="large", help="model cachegate variants ask for (auto: routed)"
+    )
+    p.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
+    p.add_argument("--max-false", type=float, default=0.01, help="false-hit share the fit allows")
+    p.add_argument("--global-threshold", type=float, help="skip fitting; cosine threshold")
+    p.add_argument("--no-equivalence", action="store_true")
+    p.add_argument("--json", type=Path, help="write summaries here")
+    args = p.parse_args(argv)
+    common = dict(trace=args.trace, speedup=args.speedup, minutes=args.minutes,
+                  start_min=args.start_min, max_requests=args.max_requests,
+                  max_tokens_cap=args.max_tokens_cap, seed=args.seed)  # fmt: skip
+    print(f"machine: {machine()}")
+    print(f"command: python -m bench.replay {' '.join(sys.argv[1:] if argv is None else argv)}")
+    test = build_workload(part="test", **common)  # type: ignore[arg-type]
+    print(f"workload: {len(test.requests)} requests over {test.requests[-1].at_s:.0f} s "
+          f"({args.trace}, speedup {args.speedup}), intents reused by "
+          f"{reuse_ceiling(test.requests):.1%} of requests (a perfect cache's hit rate)")  # fmt: skip
+    global_t = args.global_threshold
+    if global_t is None and {"global", "gptcache"} & set(args.variants):
+        dev = build_workload(part="dev", **common)  # type: ignore[arg-type]
+        best, _ = fit_threshold(dev.requests, args.max_false)
+        global_t = best.threshold
+        print(f"fitted on dev ({len(dev.requests)} requests, disjoint intents): cosine "
+              f"{global_t:.2f} -> {best.hits / best.requests:.1%} hits, "
+              f"{best.false_share:.2%} false hits / hits")  # fmt: skip
+    global_t = global_t or 0.9
+    gpt_t = gptcache_threshold(global_t)
+    results = asyncio.run(run_variants(args, test, global_t, gpt_t))
+    summaries: dict[str, Summary] = {}
+    out: dict[str, Any] = {"machine": machine(), "args": vars(args) | {"json": str(args.json)},
+                           "global_threshold": global_t, "gptcache_threshold": gpt_t}  # fmt: skip
+    for name, outcomes in results.items():
+        cats = by_category(outcomes)
+        summaries[name] = cats["overall"]
+        print(category_table(name, cats))
+        out[name] = {c: s.as_dict() for c, s in cats.items()}
+    print(f"\n#### Side by side (global cosine threshold {global_t:.2f}, "
+          f"GPTCache threshold {gpt_t:.3f})\n")  # fmt: skip
+    print(comparison_table(summaries, "none" if "none" in summaries else None))
+    if args.json:
+        args.json.write_text(json.dumps(out, indent=1))
+
+
+if __name__ == "__main__":
+    main()
