@@ -233,7 +233,8 @@ class AdminStore:
         page = sa.select(admin_audit).where(where).order_by(A.id.desc()).offset(offset)
         async with self._read() as conn:
             rows = list(await conn.execute(page.limit(limit)))
-            total = (await conn.execute(sa.select(sa.func.count()).where(where))).scalar_one()
+            count = sa.select(sa.func.count()).select_from(admin_audit).where(where)
+            total = (await conn.execute(count)).scalar_one()
         return [_entry(r) for r in rows], int(total)
 
     async def max_seq(self) -> int:
