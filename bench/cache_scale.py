@@ -155,13 +155,13 @@ def crossover(dim: int, total: int) -> None:
         q = rng.normal(size=(1, dim)).astype(np.float32)
         t0 = time.perf_counter()
         for _ in range(50):
-            idx._group_arrays.clear()  # count building the arrays, the worst case
+            idx._arrays_cache.clear()  # count building the arrays, the worst case
             _, slots = idx._arrays(("t", "m", f"g{g}"), members)
             idx.rows.dot(slots, q[0])
         brute = (time.perf_counter() - t0) / 50
         t0 = time.perf_counter()
         for _ in range(50):
-            idx._knn_filtered(members, q, 20)
+            idx.graphs["t"].knn(q, 20, members)
         hnsw = (time.perf_counter() - t0) / 50
         out[size] = {"exact_ms": round(brute * 1000, 3), "filtered_hnsw_ms": round(hnsw * 1000, 3)}
     report("crossover", total=total, groups=out)

@@ -1,14 +1,21 @@
-"""In-memory search state: one hnswlib graph plus per-entry metadata.
+"""In-memory search state: one hnswlib graph per tenant plus per-entry metadata.
 
 Not thread-safe by design: the owning :class:`~cache.semantic_cache.SemanticCache` touches
-it only from one executor thread, so adds, deletes, resizes and queries never overlap
-(hnswlib allows concurrent add/query, but not alongside ``mark_deleted``/``resize_index``).
+it only from one executor thread. hnswlib's maintainers state that searching while
+inserting is not thread-safe (nmslib/hnswlib#29, #100, #562), and ``mark_deleted`` /
+``resize_index`` must not overlap a search either.
 
-Scoping: a lookup may only match entries of its own (tenant, model alias, fingerprint)
-group. Small groups (the common case: conversations, rare system prompts) are searched
-exactly with one matrix product over their vectors; large groups use the global graph
-with ``filter=group.__contains__`` (a C-level set lookup). Filtered HNSW explores about
-``ef / share-of-index`` nodes, so it is only used when the group is big enough.
+Scoping (numbers from ``bench/cache_scale.py``): a lookup may only match entries of its
+own (tenant, model alias, fingerprint) group.
+
+* Groups of up to ``BRUTE_FORCE_MAX`` entries (conversations, rare system prompts) are
+  searched exactly over a float32 copy of their vectors: ~0.4 ms for 4096 entries, and
+  exact, so a small group never misses a paraphrase because of graph connectivity.
+* Larger groups use their tenant's graph with ``filter=group.__contains__``. Filtered
+  HNSW explores about ``ef / share`` nodes: over a 100k-entry graph a 4096-entry group
+  (4 %) cost 10.5 ms, so one global graph would make small tenants slow. One graph per
+  tenant keeps the share high (a tenant's big groups are usually most of its entries).
+* Neighbours for the router search the tenant's graph, unfiltered but for tier/alias.
 """
 
 from __future__ import annotations
@@ -32,7 +39,8 @@ log = logging.getLogger(__name__)
 GroupKey = tuple[str, str, str]
 _Pred = Callable[["EntryMeta"], bool]
 _K = TypeVar("_K")
-BRUTE_FORCE_MAX = 4096  # bench/cache_scale.py crossover: exact 4096x384 ~0.3 ms
+BRUTE_FORCE_MAX = 4096
+IdsSlots = tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]
 
 
 @dataclass(slots=True)
@@ -58,32 +66,70 @@ class EntryMeta:
         return (self.tenant, self.model_alias, self.fingerprint)
 
 
-class MemIndex:
-    """HNSW graph (labels = SQL entry ids) and the metadata to scope and expire them."""
+class Graph:
+    """One tenant's hnswlib index (labels = entry ids); grows by doubling and reuses the
+    slots of deleted labels (``allow_replace_deleted``)."""
 
-    def __init__(
-        self, dim: int, *, capacity: int = 1024, m: int = 16, ef_construction: int = 100
-    ) -> None:
+    def __init__(self, dim: int, capacity: int = 256, index: hnswlib.Index | None = None) -> None:
+        if index is None:
+            index = hnswlib.Index(space="ip", dim=dim)
+            index.init_index(
+                max_elements=capacity, M=16, ef_construction=100, allow_replace_deleted=True
+            )
+        index.set_ef(64)
+        self.index = index
+        self.live = 0  # labels not marked deleted
+
+    def add(self, vecs: npt.NDArray[np.float32], ids: npt.NDArray[np.int64]) -> None:
+        n = len(ids)
+        used = self.index.get_current_count()  # includes deleted slots
+        reusable = used - self.live
+        cap = self.index.get_max_elements()
+        if used + n - min(reusable, n) > cap:
+            self.index.resize_index(max(cap * 2, used + n))
+        self.index.add_items(vecs, ids, replace_deleted=True)
+        self.live += n
+
+    def delete(self, label: int) -> None:
+        self.index.mark_deleted(label)
+        self.live -= 1
+
+    def knn(self, q: Vector, k: int, members: set[int] | None) -> list[tuple[int, float]]:
+        k = min(k, self.live, len(members) if members is not None else self.live)
+        flt = members.__contains__ if members is not None else None
+        while k >= 1:
+            try:
+                labels, dists = self.index.knn_query(q, k=k, num_threads=1, filter=flt)
+            except RuntimeError:
+                k //= 2  # fewer than k reachable (under the filter)
+                continue
+            return [(int(lb), 1.0 - float(d)) for lb, d in zip(labels[0], dists[0], strict=True)]
+        return []
+
+
+class MemIndex:
+    """Per-tenant graphs and the metadata to scope and expire their entries."""
+
+    def __init__(self, dim: int, *, capacity: int = 1024) -> None:
         self.dim = dim
-        self.graph = hnswlib.Index(space="ip", dim=dim)
-        self.graph.init_index(
-            max_elements=capacity,
-            M=m,
-            ef_construction=ef_construction,
-            allow_replace_deleted=True,
-        )
-        self.graph.set_ef(64)
+        self.graphs: dict[str, Graph] = {}
         self.meta: dict[int, EntryMeta] = {}
         self.exact: dict[str, int] = {}
         self.groups: dict[GroupKey, set[int]] = {}
         self.tenants: dict[str, set[int]] = {}
         self.rows = VectorRows(dim, capacity)
         # Group/tenant key -> (ids, slots) arrays for exact search; dropped on change.
-        self._group_arrays: dict[object, tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]] = {}
+        self._arrays_cache: dict[object, IdsSlots] = {}
         self._expiry: list[tuple[float, int]] = []  # heap; stale items skipped when popped
-        # Labels of a loaded snapshot not yet adopted -> their row in _preloaded_vectors.
-        self._preloaded: dict[int, int] = {}
-        self._preloaded_vectors: npt.NDArray[np.float32] = np.zeros((0, dim), np.float32)
+        # Labels of a loaded snapshot not yet adopted -> (row in _pre_vectors, tenant).
+        self._preloaded: dict[int, tuple[int, str]] = {}
+        self._pre_vectors: npt.NDArray[np.float32] = np.zeros((0, dim), np.float32)
+
+    def _graph(self, tenant: str) -> Graph:
+        g = self.graphs.get(tenant)
+        if g is None:
+            g = self.graphs[tenant] = Graph(self.dim)
+        return g
 
     # -- mutation ---------------------------------------------------------------------
     def add(self, metas: list[EntryMeta], vectors: npt.NDArray[np.float32]) -> int:
@@ -92,14 +138,12 @@ class MemIndex:
         if not keep:
             return 0
         vecs = _unit(vectors[keep])
-        ids = np.array([metas[i].entry_id for i in keep], dtype=np.int64)
-        # Deleted slots are reused first (replace_deleted); grow only for the rest.
-        used = self.graph.get_current_count()
-        reusable = used - len(self.meta) - len(self._preloaded)
-        cap = self.graph.get_max_elements()
-        if used + len(keep) - max(reusable, 0) > cap:
-            self.graph.resize_index(max(cap * 2, used + len(keep)))
-        self.graph.add_items(vecs, ids, replace_deleted=True)
+        by_tenant: dict[str, list[int]] = {}
+        for j, i in enumerate(keep):
+            by_tenant.setdefault(metas[i].tenant, []).append(j)
+        for tenant, js in by_tenant.items():
+            ids = np.array([metas[keep[j]].entry_id for j in js], dtype=np.int64)
+            self._graph(tenant).add(vecs[js], ids)
         for i, slot in zip(keep, self.rows.put(vecs), strict=True):
             metas[i].slot = slot
             self._remember(metas[i])
@@ -111,8 +155,8 @@ class MemIndex:
         self.exact[m.exact_hash] = m.entry_id
         self.groups.setdefault(m.group, set()).add(m.entry_id)
         self.tenants.setdefault(m.tenant, set()).add(m.entry_id)
-        self._group_arrays.pop(m.group, None)
-        self._group_arrays.pop(m.tenant, None)
+        self._arrays_cache.pop(m.group, None)
+        self._arrays_cache.pop(m.tenant, None)
 
     def remove(self, entry_ids: list[int]) -> list[EntryMeta]:
         """Forgets entries (idempotent); their graph slots become reusable."""
@@ -121,14 +165,14 @@ class MemIndex:
             m = self.meta.pop(eid, None)
             if m is None:
                 continue
-            self.graph.mark_deleted(eid)
+            self._graph(m.tenant).delete(eid)
             self.rows.release(m.slot)
             if self.exact.get(m.exact_hash) == eid:
                 del self.exact[m.exact_hash]
             _discard(self.groups, m.group, eid)
             _discard(self.tenants, m.tenant, eid)
-            self._group_arrays.pop(m.group, None)
-            self._group_arrays.pop(m.tenant, None)
+            self._arrays_cache.pop(m.group, None)
+            self._arrays_cache.pop(m.tenant, None)
             gone.append(m)
         return gone
 
@@ -155,7 +199,9 @@ class MemIndex:
         members = self.groups.get(group)
         if not members:
             return []
-        return self._search(group, members, vector, k, floor, lambda m: m.expires_at > now)
+        return self._search(
+            group, group[0], members, vector, k, floor, lambda m: m.expires_at > now, filtered=True
+        )
 
     def search_tenant(
         self,
@@ -178,22 +224,19 @@ class MemIndex:
                 and (model_alias is None or m.model_alias == model_alias)
             )
 
-        return self._search(tenant, members, vector, k, floor, ok)
-
-    def _arrays(
-        self, key: object, members: set[int]
-    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
-        """Ids and slots of a group as arrays, cached until the group changes."""
-        got = self._group_arrays.get(key)
-        if got is None:
-            ids = np.fromiter(members, dtype=np.int64, count=len(members))
-            meta = self.meta
-            slots = np.fromiter((meta[i].slot for i in members), np.int64, len(members))
-            got = self._group_arrays[key] = (ids, slots)
-        return got
+        return self._search(tenant, tenant, members, vector, k, floor, ok, filtered=False)
 
     def _search(
-        self, key: object, members: set[int], vector: Vector, k: int, floor: float, ok: _Pred
+        self,
+        key: object,
+        tenant: str,
+        members: set[int],
+        vector: Vector,
+        k: int,
+        floor: float,
+        ok: _Pred,
+        *,
+        filtered: bool,
     ) -> list[tuple[int, float]]:
         q = _unit(np.asarray(vector, dtype=np.float32).reshape(1, -1))
         if len(members) <= BRUTE_FORCE_MAX:
@@ -203,68 +246,89 @@ class MemIndex:
             top = top[np.argsort(-sims[top])[: k * 4]]
             pairs = [(int(ids[i]), float(sims[i])) for i in top]
         else:
-            pairs = self._knn_filtered(members, q, min(k * 4, len(members)))
+            pairs = self._graph(tenant).knn(q, k * 4, members if filtered else None)
         out = [(eid, s) for eid, s in pairs if s >= floor and ok(self.meta[eid])]
         return out[:k]
 
-    def _knn_filtered(self, members: set[int], q: Vector, k: int) -> list[tuple[int, float]]:
-        while k >= 1:
-            try:
-                labels, dists = self.graph.knn_query(
-                    q, k=k, num_threads=1, filter=members.__contains__
-                )
-            except RuntimeError:
-                k //= 2  # fewer than k reachable under the filter
-                continue
-            return [(int(lb), 1.0 - float(d)) for lb, d in zip(labels[0], dists[0], strict=True)]
-        return []
+    def _arrays(self, key: object, members: set[int]) -> IdsSlots:
+        """Ids and slots of a group as arrays, cached until the group changes."""
+        got = self._arrays_cache.get(key)
+        if got is None:
+            ids = np.fromiter(members, dtype=np.int64, count=len(members))
+            meta = self.meta
+            slots = np.fromiter((meta[i].slot for i in members), np.int64, len(members))
+            got = self._arrays_cache[key] = (ids, slots)
+        return got
 
     # -- snapshot ---------------------------------------------------------------------
-    def save_graph(self, path: Path) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
-        """Writes the graph; returns its live labels and their vectors (same order)."""
-        self.graph.save_index(str(path))
-        labels = np.fromiter(self.meta, dtype=np.int64, count=len(self.meta))
-        slots = np.fromiter((m.slot for m in self.meta.values()), np.int64, len(self.meta))
-        return labels, self.rows.take(slots)
+    def save_graphs(
+        self, directory: Path
+    ) -> tuple[list[str], npt.NDArray[np.int64], npt.NDArray[np.int32], npt.NDArray[np.float32]]:
+        """Writes ``graph-<i>.bin`` per tenant; returns the tenants, then the live labels,
+        their tenant numbers and their vectors (same order)."""
+        tenants = sorted(self.graphs)
+        for i, tenant in enumerate(tenants):
+            self.graphs[tenant].index.save_index(str(directory / f"graph-{i}.bin"))
+        number = {t: i for i, t in enumerate(tenants)}
+        n = len(self.meta)
+        labels = np.fromiter(self.meta, dtype=np.int64, count=n)
+        owner = np.fromiter((number[m.tenant] for m in self.meta.values()), np.int32, n)
+        slots = np.fromiter((m.slot for m in self.meta.values()), np.int64, n)
+        return tenants, labels, owner, self.rows.take(slots)
 
-    def load_graph(
-        self, path: Path, labels: npt.NDArray[np.int64], vectors: npt.NDArray[np.float32]
+    def load_graphs(
+        self,
+        directory: Path,
+        tenants: list[str],
+        labels: npt.NDArray[np.int64],
+        owner: npt.NDArray[np.int32],
+        vectors: npt.NDArray[np.float32],
     ) -> None:
-        """Replaces the graph with a saved one whose live labels are ``labels``."""
-        graph = hnswlib.Index(space="ip", dim=self.dim)
-        capacity = max(2 * len(labels), 1024)
-        graph.load_index(str(path), max_elements=capacity, allow_replace_deleted=True)
-        if graph.dim != self.dim or vectors.shape != (len(labels), self.dim):
+        """Replaces the graphs with saved ones whose live labels are ``labels``."""
+        if vectors.shape != (len(labels), self.dim) or owner.shape != labels.shape:
             raise CacheError(f"snapshot shape {vectors.shape} does not match dim {self.dim}")
-        graph.set_ef(64)
-        self.graph = graph
-        self._preloaded = {int(lb): i for i, lb in enumerate(labels)}
-        self._preloaded_vectors = vectors
+        counts = np.bincount(owner, minlength=len(tenants))
+        graphs = {}
+        for i, tenant in enumerate(tenants):
+            index = hnswlib.Index(space="ip", dim=self.dim)
+            index.load_index(
+                str(directory / f"graph-{i}.bin"),
+                max_elements=max(2 * int(counts[i]), 256),
+                allow_replace_deleted=True,
+            )
+            graphs[tenant] = Graph(self.dim, index=index)
+            graphs[tenant].live = int(counts[i])
+        self.graphs = graphs
+        self._preloaded = {
+            int(lb): (r, tenants[o]) for r, (lb, o) in enumerate(zip(labels, owner, strict=True))
+        }
+        self._pre_vectors = vectors
 
     def adopt(self, metas: list[EntryMeta]) -> list[EntryMeta]:
-        """After :meth:`load_graph`: attach metadata to labels already in the graph.
+        """After :meth:`load_graphs`: attach metadata to labels already in the graphs.
 
-        Returns the metas whose vectors the graph lacks (the caller adds them); labels
-        in the graph with no live meta are marked deleted by :meth:`drop_unadopted`.
+        Returns the metas whose vectors the graphs lack (the caller adds them); labels
+        with no live meta are marked deleted by :meth:`drop_unadopted`.
         """
         pre = self._preloaded
         found: list[EntryMeta] = []
         missing: list[EntryMeta] = []
         for m in metas:
-            (found if m.entry_id in pre and m.entry_id not in self.meta else missing).append(m)
+            held = m.entry_id in pre and m.entry_id not in self.meta
+            (found if held else missing).append(m)
         if found:
-            rows = [pre.pop(m.entry_id) for m in found]
-            for m, slot in zip(found, self.rows.put(self._preloaded_vectors[rows]), strict=True):
+            rows = [pre.pop(m.entry_id)[0] for m in found]
+            for m, slot in zip(found, self.rows.put(self._pre_vectors[rows]), strict=True):
                 m.slot = slot
                 self._remember(m)
         return missing
 
     def drop_unadopted(self) -> int:
-        stale = list(self._preloaded)
-        for lb in stale:
-            self.graph.mark_deleted(lb)
+        stale = list(self._preloaded.items())
+        for label, (_, tenant) in stale:
+            self._graph(tenant).delete(label)
         self._preloaded = {}
-        self._preloaded_vectors = np.zeros((0, self.dim), np.float32)
+        self._pre_vectors = np.zeros((0, self.dim), np.float32)
         return len(stale)
 
 
@@ -285,9 +349,8 @@ class VectorRows:
         slots = [self.free.pop() for _ in range(min(n, len(self.free)))]
         fresh = n - len(slots)
         if self.used + fresh > len(self.data):
-            grown = np.zeros(
-                (max(2 * len(self.data), self.used + fresh), self.data.shape[1]), dtype=np.float32
-            )
+            size = max(2 * len(self.data), self.used + fresh)
+            grown = np.zeros((size, self.data.shape[1]), dtype=np.float32)
             grown[: self.used] = self.data[: self.used]
             self.data = grown
         slots += range(self.used, self.used + fresh)

@@ -428,7 +428,8 @@ class SemanticCache:
         ]
 
     def counters(self) -> CacheCounters:
-        return self.bg.counters(len(self.index.meta), self.index.graph.get_max_elements())
+        capacity = sum(g.index.get_max_elements() for g in list(self.index.graphs.values()))
+        return self.bg.counters(len(self.index.meta), capacity)
 
 
 def _live_counts(index: MemIndex) -> dict[tuple[str, str], tuple[int, int]]:

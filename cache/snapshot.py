@@ -18,6 +18,7 @@ import asyncio
 import json
 import logging
 import os
+import shutil
 import time
 from collections.abc import Callable
 from concurrent.futures import Executor
@@ -93,9 +94,8 @@ class Loader:
         info = read_meta(directory, self.index.dim)
         if info is None:
             return None
-        labels = np.load(directory / "labels.npy")
-        vectors = np.load(directory / "vectors.npy")
-        await self._on_index(self.index.load_graph, directory / "index.bin", labels, vectors)
+        arrays = [np.load(directory / f) for f in ("labels.npy", "owners.npy", "vectors.npy")]
+        await self._on_index(self.index.load_graphs, directory, info["tenants"], *arrays)
         adopted = 0
         async for rows in self.store.iter_live(now, vectors=False):
             metas = [meta_from_row(r) for r in rows]
@@ -116,21 +116,35 @@ def read_meta(directory: Path, dim: int) -> dict[str, Any] | None:
     if info.get("format") != FORMAT or info.get("dim") != dim:
         log.warning("cache snapshot in %s ignored: format/dim %s", directory, info)
         return None
-    if not all((directory / f).exists() for f in ("index.bin", "labels.npy", "vectors.npy")):
+    files = ["labels.npy", "owners.npy", "vectors.npy"]
+    files += [f"graph-{i}.bin" for i in range(len(info.get("tenants", [])))]
+    if not all((directory / f).exists() for f in files):
+        log.warning("cache snapshot in %s ignored: files missing", directory)
         return None
     return info
 
 
 def save_snapshot(index: MemIndex, directory: Path, seq: int, now: float) -> None:
-    """Writes a snapshot (call on the index thread)."""
-    directory.mkdir(parents=True, exist_ok=True)
-    labels, vectors = index.save_graph(directory / "index.bin.tmp")
-    np.save(directory / "labels.tmp.npy", labels)
-    np.save(directory / "vectors.tmp.npy", vectors)
-    meta = {"format": FORMAT, "dim": index.dim, "seq": seq, "entries": len(labels), "saved_at": now}
-    (directory / "meta.json.tmp").write_text(json.dumps(meta))
-    (directory / "meta.json").unlink(missing_ok=True)
-    os.replace(directory / "index.bin.tmp", directory / "index.bin")
-    os.replace(directory / "labels.tmp.npy", directory / "labels.npy")
-    os.replace(directory / "vectors.tmp.npy", directory / "vectors.npy")
-    os.replace(directory / "meta.json.tmp", directory / "meta.json")
+    """Writes a snapshot (call on the index thread) into a fresh folder, then swaps it in."""
+    tmp = directory.with_name(directory.name + ".tmp")
+    old = directory.with_name(directory.name + ".old")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    tenants, labels, owners, vectors = index.save_graphs(tmp)
+    np.save(tmp / "labels.npy", labels)
+    np.save(tmp / "owners.npy", owners)
+    np.save(tmp / "vectors.npy", vectors)
+    meta = {
+        "format": FORMAT,
+        "dim": index.dim,
+        "seq": seq,
+        "entries": len(labels),
+        "saved_at": now,
+        "tenants": tenants,
+    }
+    (tmp / "meta.json").write_text(json.dumps(meta))
+    shutil.rmtree(old, ignore_errors=True)
+    if directory.exists():
+        os.replace(directory, old)
+    os.replace(tmp, directory)
+    shutil.rmtree(old, ignore_errors=True)

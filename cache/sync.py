@@ -141,6 +141,13 @@ class Background:
             self.policies[entry.category] = policy
         if not rows:
             return {}
+        # Under the poll lock: a delete of these ids arriving from the feed (another
+        # replica acting on them) cannot be applied before they are in memory.
+        async with self.poll_lock:
+            return await self._insert_and_apply(rows)
+
+    async def _insert_and_apply(self, rows: list[dict[str, Any]]) -> dict[str, list[int]]:
+        cache = self.cache
         ids = await cache.store.insert(rows, cache.clock())
         metas, docs = [], []
         for eid, row in zip(ids, rows, strict=True):

@@ -18,13 +18,14 @@ def _vecs(n: int, seed: int = 0, dim: int = 16) -> np.ndarray:
 def test_deleted_slots_are_reused_before_growing() -> None:
     idx = MemIndex(16, capacity=8)
     idx.add([_meta(i) for i in range(8)], _vecs(8))
+    assert idx.rows.data.shape[0] == 16
     idx.remove([0, 1, 2])
     idx.add([_meta(i) for i in range(100, 103)], _vecs(3, seed=1))
-    assert idx.graph.get_max_elements() == 8
-    assert idx.graph.get_current_count() == 8
-    idx.add([_meta(200)], _vecs(1, seed=2))  # now it must grow
-    assert idx.graph.get_max_elements() >= 9 and len(idx.meta) == 9
-    assert [m.entry_id for m in idx.remove([0, 200, 200])] == [200]  # 0 was already gone
+    graph = idx.graphs["t"].index
+    assert graph.get_max_elements() == 256 and graph.get_current_count() == 8
+    idx.add([_meta(i) for i in range(300, 550)], _vecs(250, seed=2))  # now it must grow
+    assert graph.get_max_elements() > 256 and len(idx.meta) == 258
+    assert [m.entry_id for m in idx.remove([0, 300, 300])] == [300]  # 0 was already gone
 
 
 def test_readding_a_known_id_is_a_no_op() -> None:

@@ -5,8 +5,10 @@ from pathlib import Path
 
 import pytest
 
-from cache import CacheError, CategoryPolicy, SemanticCache
+from cache import CacheError, CacheScope, CategoryPolicy, SemanticCache
 from tests.cache.conftest import POLICY, SCOPE, Clock, entry, unit
+
+OTHER = CacheScope("globex", "chat", "fp0")
 
 
 async def _populate(url: str, clock: Clock, snapshot_dir: Path | None) -> None:
@@ -15,6 +17,7 @@ async def _populate(url: str, clock: Clock, snapshot_dir: Path | None) -> None:
         c.submit(entry(f"live {i}", unit(i)), POLICY)
     c.submit(entry("short lived", unit(100)), CategoryPolicy(ttl_seconds=10))
     c.submit(entry("to delete", unit(101)), POLICY)
+    c.submit(entry("other tenant", unit(102), scope=OTHER), POLICY)
     await c.flush()
     doomed = await c.list_entries(text_contains="to delete")
     await c.delete(doomed[0].entry_id)
@@ -28,7 +31,9 @@ async def _check(c: SemanticCache) -> None:
         assert await c.lookup(SCOPE, f"live {i}", unit(i), "factual", POLICY) is not None
     assert await c.lookup(SCOPE, "x", unit(100), "factual", POLICY) is None  # expired
     assert await c.lookup(SCOPE, "x", unit(101), "factual", POLICY) is None  # deleted
-    assert c.counters().entries == 30
+    assert await c.lookup(OTHER, "x", unit(102), "factual", POLICY) is not None
+    assert await c.lookup(SCOPE, "x", unit(102), "factual", POLICY) is None
+    assert c.counters().entries == 31
 
 
 async def test_restart_from_sql_rebuild(sqlite_url: str, clock: Clock) -> None:
@@ -46,7 +51,8 @@ async def test_restart_from_snapshot_replays_newer_rows(
 ) -> None:
     snap = tmp_path / "snap"
     await _populate(sqlite_url, clock, snap)
-    assert json.loads((snap / "meta.json").read_text())["entries"] == 31
+    meta = json.loads((snap / "meta.json").read_text())
+    assert meta["entries"] == 32 and meta["tenants"] == ["acme", "globex"]
     # Another process writes and deletes after the snapshot was taken.
     other = await SemanticCache.open(sqlite_url, clock=clock)
     other.submit(entry("written later", unit(200)), POLICY)
@@ -59,7 +65,8 @@ async def test_restart_from_snapshot_replays_newer_rows(
         assert await c.lookup(SCOPE, "x", unit(200), "factual", POLICY) is not None
         assert await c.lookup(SCOPE, "live 0", unit(0), "factual", POLICY) is None
         assert await c.lookup(SCOPE, "live 1", unit(1), "factual", POLICY) is not None
-        assert c.counters().entries == 30
+        assert await c.lookup(OTHER, "x", unit(102), "factual", POLICY) is not None
+        assert c.counters().entries == 31
     finally:
         await c.close()
 
