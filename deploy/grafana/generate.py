@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import sys
-from dataclasses import dataclass, field
+from dataclasses import KW_ONLY, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +58,7 @@ class Panel:
     title: str
     targets: list[tuple[str, str]]  # (expr, legend)
     unit: str = "short"
+    _: KW_ONLY
     kind: str = "timeseries"
     description: str = ""
     w: int = 12
@@ -65,6 +66,10 @@ class Panel:
     min: float | None = None
     max: float | None = None
     thresholds: list[tuple[float | None, str]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("timeseries", "stat"):
+            raise ValueError(f"panel {self.title!r}: unknown kind {self.kind!r}")
 
 
 @dataclass
@@ -234,7 +239,7 @@ def overview() -> dict[str, Any]:
                         "Requests/s",
                         [(f"sum(rate(cachegate_requests_total[{RI}]))", "req/s")],
                         "reqps",
-                        "stat",
+                        kind="stat",
                         w=4,
                         h=5,
                     ),
@@ -255,18 +260,25 @@ def overview() -> dict[str, Any]:
                         thresholds=[(None, "green"), (0.01, "orange"), (0.05, "red")],
                         **RATIO,
                     ),
-                    Panel("p95 latency", [(quantile(0.95, lat), "p95")], "s", "stat", w=4, h=5),
+                    Panel(
+                        "p95 latency", [(quantile(0.95, lat), "p95")], "s", kind="stat", w=4, h=5
+                    ),
                     Panel(
                         "Cost saved (time range)",
                         [("sum(increase(cachegate_cost_saved_dollars_total[$__range]))", "saved")],
                         "currencyUSD",
-                        "stat",
-                        "Backend cost avoided by cache hits, at the configured prices.",
+                        kind="stat",
+                        description="Backend cost avoided by cache hits, at the configured prices.",
                         w=4,
                         h=5,
                     ),
                     Panel(
-                        "Replicas serving", [("sum(cachegate_up)", "up")], "short", "stat", w=4, h=5
+                        "Replicas serving",
+                        [("sum(cachegate_up)", "up")],
+                        "short",
+                        kind="stat",
+                        w=4,
+                        h=5,
                     ),
                     Panel(
                         "Requests by cache result",
@@ -402,7 +414,7 @@ def overview() -> dict[str, Any]:
                             )
                         ],
                         "ops",
-                        "The cache fails open: these requests were served without it.",
+                        description="The cache fails open: these requests were served without it.",
                         w=8,
                     ),
                 ],
@@ -426,7 +438,7 @@ def cache_internals() -> dict[str, Any]:
                         "Store up (min over replicas)",
                         [("min(cachegate_cache_store_up)", "store up")],
                         "bool_yes_no",
-                        "stat",
+                        kind="stat",
                         w=4,
                         h=5,
                         thresholds=[(None, "red"), (1, "green")],
@@ -435,7 +447,7 @@ def cache_internals() -> dict[str, Any]:
                         "Write drops/s",
                         [(f"sum(rate(cachegate_cache_write_drops_total[{RI}]))", "drops")],
                         "ops",
-                        "stat",
+                        kind="stat",
                         w=4,
                         h=5,
                         thresholds=[(None, "green"), (0.001, "red")],
@@ -444,7 +456,7 @@ def cache_internals() -> dict[str, Any]:
                         "Lookups/s",
                         [(f"sum(rate(cachegate_cache_lookups_total{{{CAT}}}[{RI}]))", "lookups")],
                         "ops",
-                        "stat",
+                        kind="stat",
                         w=4,
                         h=5,
                     ),
@@ -452,7 +464,7 @@ def cache_internals() -> dict[str, Any]:
                         "Entries (all categories)",
                         [("sum(max by (category) (cachegate_cache_entries))", "entries")],
                         "short",
-                        "stat",
+                        kind="stat",
                         w=4,
                         h=5,
                     ),
@@ -460,7 +472,7 @@ def cache_internals() -> dict[str, Any]:
                         "Bytes (all categories)",
                         [("sum(max by (category) (cachegate_cache_bytes))", "bytes")],
                         "bytes",
-                        "stat",
+                        kind="stat",
                         w=4,
                         h=5,
                     ),
@@ -468,7 +480,7 @@ def cache_internals() -> dict[str, Any]:
                         "Cache errors/s",
                         [(f"sum(rate(cachegate_cache_errors_total[{RI}]))", "errors")],
                         "ops",
-                        "stat",
+                        kind="stat",
                         w=4,
                         h=5,
                         thresholds=[(None, "green"), (0.001, "red")],
@@ -533,7 +545,7 @@ def cache_internals() -> dict[str, Any]:
                             )
                         ],
                         "percentunit",
-                        "The similarity threshold in force; it relaxes under load within the category's bounds.",
+                        description="The similarity threshold in force; it relaxes under load within the category's bounds.",
                         w=12,
                     ),
                 ],

@@ -210,8 +210,10 @@ def test_dashboards_are_valid_and_up_to_date() -> None:
             refs = [t["refId"] for t in p.get("targets", [])]
             assert len(refs) == len(set(refs))
             assert all(t["expr"].strip() for t in p.get("targets", []))
+            assert p["type"] in ("row", "timeseries", "stat"), f"{name}: panel {p['id']} type"
             if p["type"] != "row":
                 assert p["targets"], f"{name}: panel {p['id']} has no query"
+                assert p["fieldConfig"]["defaults"]["unit"], f"{name}: panel {p['id']} unit"
 
 
 def test_grafana_datasource_is_the_compose_prometheus() -> None:
