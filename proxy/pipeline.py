@@ -9,6 +9,7 @@ miss, counted in metrics, never into an error for the client.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from dataclasses import dataclass
@@ -21,7 +22,7 @@ from backends.errors import EmbedderError
 from backends.transport import BackendRequest
 from cache import CacheError, CacheHit, CacheScope, CategoryPolicy, Neighbour
 from proxy.auth import Principal
-from proxy.errors import NotFound
+from proxy.errors import InvalidRequest, NotFound
 from proxy.feedback import ResponseRecord
 from proxy.normalise import (
     Normalised,
@@ -32,6 +33,7 @@ from proxy.normalise import (
 from proxy.protocol import ChatCompletionRequest, CompletionRequest, validate
 from proxy.relay import Relay, StoreIntent
 from proxy.services import Services
+from proxy.settings import LimitSettings
 from proxy.streaming import new_id, replay_events
 from proxy.trace import CacheControl, Endpoint, Trace, finish
 from router import ExampleCandidate, RouteFeatures, TierLoad, build_messages, estimate_tokens
@@ -62,6 +64,35 @@ class Understanding:
     category: str
     policy: CategoryPolicy
     scope: CacheScope | None  # None: not cacheable
+
+
+def check_bounds(
+    body: dict[str, Any], req: ChatCompletionRequest | CompletionRequest, limits: LimitSettings
+) -> None:
+    """Refuses requests over the configured size bounds before any work is done."""
+    messages = body.get("messages")
+    if isinstance(messages, list) and len(messages) > limits.max_messages:
+        raise InvalidRequest(
+            f"{len(messages)} messages is over the limit of {limits.max_messages}",
+            param="messages",
+            code="too_many_messages",
+        )
+    total = len(json.dumps(messages if messages is not None else body.get("prompt", "")))
+    if total > limits.max_total_chars:
+        raise InvalidRequest(
+            f"the input has {total} characters, over the limit of {limits.max_total_chars}",
+            param="messages" if messages is not None else "prompt",
+            code="input_too_long",
+        )
+    ceiling = limits.max_tokens_ceiling
+    asked = getattr(req, "max_completion_tokens", None) or req.max_tokens
+    if ceiling is not None and asked is not None and asked > ceiling:
+        param = "max_tokens" if req.max_tokens is not None else "max_completion_tokens"
+        raise InvalidRequest(
+            f"{param}={asked} is over this deployment's ceiling of {ceiling}",
+            param=param,
+            code="max_tokens_too_large",
+        )
 
 
 class Pipeline:
@@ -117,6 +148,7 @@ class Pipeline:
         else:
             req = validate(CompletionRequest, body)
             text_only = isinstance(body.get("prompt"), str)
+        check_bounds(body, req, self.s.settings.limits)
         pinned = self.s.pool.resolve(req.model)
         if req.model != "auto" and pinned is None:
             known = ", ".join(["auto", *self.s.pool.aliases])

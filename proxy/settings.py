@@ -62,6 +62,14 @@ class AuthSettings(_Strict):
     keys: tuple[ApiKeySettings, ...] = ()
 
 
+class LimitSettings(_Strict):
+    """Input bounds, each refused with a 400 naming the parameter."""
+
+    max_messages: int = Field(512, ge=1)
+    max_total_chars: int = Field(400_000, ge=1)
+    max_tokens_ceiling: int | None = Field(None, ge=1)
+
+
 class PriceSettings(_Strict):
     input_per_1k: float = Field(0.0, ge=0)
     output_per_1k: float = Field(0.0, ge=0)
@@ -188,6 +196,7 @@ class Settings(_Strict):
     server: ServerSettings = ServerSettings()
     storage: StorageSettings = StorageSettings()
     auth: AuthSettings = AuthSettings()
+    limits: LimitSettings = LimitSettings()
     backends: tuple[BackendSettings, ...] = Field(min_length=1)
     circuit: CircuitSettings = CircuitSettings()
     embedder: EmbedderSettings = EmbedderSettings()

@@ -330,3 +330,29 @@ def test_health_ready_and_metrics(stack: Stack) -> None:
     text = httpx.get(stack.url + "/metrics").text
     assert 'cachegate_requests_total{backend="small"' in text
     assert "cachegate_backend_in_flight" in text
+
+
+def test_input_bounds_are_refused_with_the_parameter_named(embedder: object) -> None:
+    def bounds(cfg: dict[str, object]) -> None:
+        cfg["limits"] = {"max_messages": 3, "max_total_chars": 500, "max_tokens_ceiling": 100}
+
+    with Stack(embedder, configure=bounds) as s:  # type: ignore[arg-type]
+        c = client(s)
+        many = [{"role": "user", "content": "hi"}] * 4
+        with pytest.raises(openai.BadRequestError) as err:
+            c.chat.completions.create(model="auto", messages=many)  # type: ignore[arg-type]
+        assert isinstance(err.value.body, dict) and err.value.body["param"] == "messages"
+        with pytest.raises(openai.BadRequestError) as err:
+            c.chat.completions.create(
+                model="auto", messages=[{"role": "user", "content": "x" * 600}]
+            )
+        assert isinstance(err.value.body, dict) and err.value.body["code"] == "input_too_long"
+        with pytest.raises(openai.BadRequestError) as err:
+            c.chat.completions.create(
+                model="auto", messages=[{"role": "user", "content": "x"}], max_tokens=101
+            )
+        assert isinstance(err.value.body, dict) and err.value.body["param"] == "max_tokens"
+        ok = c.chat.completions.create(
+            model="auto", messages=[{"role": "user", "content": "x"}], max_tokens=100
+        )
+        assert ok.choices[0].message.content
