@@ -69,3 +69,7 @@ def ask(c: openai.OpenAI, text: str) -> Any:
 def error_of(r: httpx.Response) -> dict[str, Any]:
     body: dict[str, Any] = r.json()["error"]
     return body
+
+
+# The session PostgreSQL for the two-replica test.
+from tests.pg import pg_server  # noqa: E402, F401
