@@ -8,6 +8,7 @@ read at scrape time by a collector rather than updated on the request path.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 
 from prometheus_client import (
@@ -18,10 +19,11 @@ from prometheus_client import (
     Info,
     generate_latest,
 )
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from backends.backend import BackendStatus
+from cache import CacheCounters, CategoryStats
 
 LATENCY_BUCKETS = (
     0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 30, 60,
@@ -175,3 +177,62 @@ def _version() -> str:
         return version("cachegate")
     except PackageNotFoundError:
         return "0+unknown"
+
+
+@dataclass
+class CacheSnapshot:
+    """The cache's figures as of the last scrape (read on the index thread, not here)."""
+
+    counters: CacheCounters | None = None
+    stats: list[CategoryStats] = field(default_factory=list)
+    available: bool = False
+
+
+class CacheCollector(Collector):
+    """Cache entries, bytes, evictions, expirations, write drops and store health."""
+
+    def __init__(self, snapshot: Callable[[], CacheSnapshot]) -> None:
+        self._snapshot = snapshot
+
+    def collect(self) -> Iterator[Metric]:
+        snap = self._snapshot()
+        up = GaugeMetricFamily("cachegate_cache_store_up", "1 when the cache's store is reachable.")
+        up.add_metric([], 1.0 if snap.available else 0.0)
+        yield up
+        entries = GaugeMetricFamily(
+            "cachegate_cache_entries", "Live cache entries per category.", labels=["category"]
+        )
+        size = GaugeMetricFamily(
+            "cachegate_cache_bytes", "Approximate bytes of live entries.", labels=["category"]
+        )
+        evictions = CounterMetricFamily(
+            "cachegate_cache_evictions", "Entries evicted by quota.", labels=["category"]
+        )
+        expirations = CounterMetricFamily(
+            "cachegate_cache_expirations", "Entries expired by TTL.", labels=["category"]
+        )
+        per: dict[str, list[int]] = {}
+        for st in snap.stats:
+            row = per.setdefault(st.category, [0, 0, 0, 0])
+            row[0] += st.entries
+            row[1] += st.bytes
+            row[2] += st.evictions
+            row[3] += st.expirations
+        for category, (n, b, ev, ex) in sorted(per.items()):
+            entries.add_metric([category], n)
+            size.add_metric([category], b)
+            evictions.add_metric([category], ev)
+            expirations.add_metric([category], ex)
+        yield from (entries, size, evictions, expirations)
+        drops = CounterMetricFamily(
+            "cachegate_cache_write_drops",
+            "Answers not stored: write-behind queue full or store unreachable.",
+            labels=["reason"],
+        )
+        c = snap.counters
+        drops.add_metric(["queue_full"], c.dropped_queue_full if c else 0)
+        drops.add_metric(["store_error"], c.dropped_store_error if c else 0)
+        yield drops
+
+    def describe(self) -> Iterator[Metric]:
+        return iter(())

@@ -18,7 +18,7 @@ from typing import Any
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from backends.backend import Backend, Tier
-from backends.errors import EmbedderError
+from backends.errors import EmbedderError, UpstreamError
 from backends.transport import BackendRequest
 from cache import CacheError, CacheHit, CacheScope, CategoryPolicy, Neighbour
 from proxy.auth import Principal
@@ -122,11 +122,17 @@ class Pipeline:
         path = "/chat/completions" if endpoint == "chat" else "/completions"
         request = BackendRequest(path=path, body=send_body, stream=prepared.stream)
         started = time.perf_counter()
-        pr = await self.s.pool.call(primary, request, cross_tier=cross_tier)
+        m = self.s.metrics
+        try:
+            pr = await self.s.pool.call(primary, request, cross_tier=cross_tier)
+        except UpstreamError:
+            m.backend_requests.labels(primary.name, primary.tier, "error").inc()
+            raise
         trace.backend = pr.backend.name
         if pr.fell_back:
             trace.route = "fallback"
-            self.s.metrics.fallbacks.labels(primary.tier, pr.backend.tier).inc()
+            m.backend_requests.labels(primary.name, primary.tier, "error").inc()
+            m.fallbacks.labels(primary.tier, pr.backend.tier).inc()
         self.s.metrics.stage_duration.labels("backend_ttft").observe(time.perf_counter() - started)
         intent = self._store_intent(principal, prepared, u, control, examples)
         relay = Relay(self.s, pr, trace, intent)

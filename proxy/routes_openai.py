@@ -10,14 +10,15 @@ import numpy as np
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
+from backends.errors import BackendError
 from proxy.auth import Principal
-from proxy.errors import NotFound
+from proxy.errors import NotFound, ProxyError, spec_for
 from proxy.feedback_service import apply_feedback
 from proxy.http import read_body, request_id
 from proxy.pipeline import Pipeline
 from proxy.protocol import EmbeddingRequest, FeedbackRequest, parse_json_body, validate
 from proxy.services import Services
-from proxy.trace import CacheControl, Endpoint, Trace
+from proxy.trace import CacheControl, Endpoint, Trace, finish
 
 router = APIRouter()
 
@@ -44,9 +45,14 @@ async def _completion(request: Request, endpoint: Endpoint) -> Response:
     body = parse_json_body(await read_body(request, s.settings.server.max_body_bytes))
     trace = Trace(endpoint=endpoint, request_id=request_id(request), started=time.perf_counter())
     control = CacheControl.parse(request.headers.get("cache-control"))
-    return await Pipeline(s).handle(
-        principal, body, endpoint=endpoint, control=control, trace=trace
-    )
+    try:
+        return await Pipeline(s).handle(
+            principal, body, endpoint=endpoint, control=control, trace=trace
+        )
+    except (ProxyError, BackendError) as exc:
+        # Failed requests are counted too (the handlers turn them into responses).
+        finish(s, trace, spec_for(exc).status)
+        raise
 
 
 @router.post("/v1/chat/completions", openapi_extra=_BODY_DOC)

@@ -30,4 +30,6 @@ async def readyz(request: Request) -> Response:
 
 @router.get("/metrics")
 async def metrics(request: Request) -> Response:
-    return Response(services(request).metrics.render(), media_type=CONTENT_TYPE_LATEST)
+    s = services(request)
+    await s.refresh_cache_snapshot()
+    return Response(s.metrics.render(), media_type=CONTENT_TYPE_LATEST)

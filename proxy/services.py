@@ -20,13 +20,13 @@ from backends.embedding import Embedder
 from backends.pool import BackendPool
 from backends.sim import SimServer
 from backends.transport import HttpTransport, Timeouts, Transport
-from cache import CacheUnavailable, CategoryPolicy, PolicySet, SemanticCache
+from cache import CacheError, CacheUnavailable, CategoryPolicy, PolicySet, SemanticCache
 from cache.equivalence import EquivalenceChecker
 from classifier import Classifier
 from proxy.adaptive import AdaptiveController
 from proxy.auth import Authenticator
 from proxy.feedback import ResponseLog
-from proxy.metrics import BackendCollector, Metrics
+from proxy.metrics import BackendCollector, CacheCollector, CacheSnapshot, Metrics
 from proxy.settings import BackendSettings, EmbedderSettings, Settings
 from proxy.wiring import (
     build_adaptive,
@@ -67,7 +67,22 @@ class Services:
     ready: bool = False
     adaptive: AdaptiveController | None = None
     checker: EquivalenceChecker | None = None
+    cache_snapshot: CacheSnapshot = field(default_factory=CacheSnapshot)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    async def refresh_cache_snapshot(self) -> None:
+        """Reads the cache's figures for the next scrape (on the cache's own thread)."""
+        cache = self.cache
+        if cache is None:
+            self.cache_snapshot = CacheSnapshot()
+            return
+        try:
+            stats = await cache.stats()
+        except CacheError as exc:
+            log.warning("cache stats unavailable: %s", exc)
+            stats = self.cache_snapshot.stats
+        counters = cache.counters()
+        self.cache_snapshot = CacheSnapshot(counters, stats, counters.store_available)
 
     def effective_policy(self, category: str) -> CategoryPolicy:
         configured = self.policies.for_category(category)
@@ -197,6 +212,7 @@ async def build_services(
         examples=examples,
         sims=sims,
     )
+    metrics.add_collector(CacheCollector(lambda: services.cache_snapshot))
     if settings.classifier.enabled:
         services.classifier = await asyncio.to_thread(
             Classifier.load_default,
