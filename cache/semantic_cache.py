@@ -253,7 +253,11 @@ class SemanticCache:
         def judge() -> tuple[Document, float] | None:
             best: tuple[float, Document, float] | None = None
             for doc, sim in found:
-                verdict = checker.check(text, vec, doc.request_text, doc.vector(), threshold)
+                try:
+                    verdict = checker.check(text, vec, doc.request_text, doc.vector(), threshold)
+                except CacheError as exc:  # e.g. a stored vector the checker refuses
+                    log.warning("equivalence check failed on entry %d: %s", doc.entry_id, exc)
+                    continue
                 if verdict.equivalent and (best is None or verdict.score > best[0]):
                     best = (verdict.score, doc, sim)
             return None if best is None else (best[1], best[2])
