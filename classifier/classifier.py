@@ -62,10 +62,15 @@ class Classifier:
         *,
         min_confidence: float = DEFAULT_MIN_CONFIDENCE,
         extra: Sequence[CategoryDef] = (),
+        replace: Collection[str] = (),
     ) -> Classifier:
-        """The committed head and definitions; ``extra`` definitions (from config) are
-        merged in with :func:`~classifier.definitions.merge_definitions` semantics and
-        trigger one retrain (which needs ``embed`` for their new examples)."""
+        """The committed head and definitions.
+
+        ``extra`` definitions (from config) are merged in: one with a default's name
+        extends it (examples, keywords, patterns added), unless its name is in
+        ``replace``, which drops the default definition *and* its corpus rows. Any
+        ``extra`` triggers one retrain, which needs ``embed`` for new examples.
+        """
         art = load_default_artifact()
         defs = validate_definitions(load_default_definitions(), DEFAULT_FALLBACK)
         if tuple(d.name for d in defs) != art.head.labels:
@@ -82,8 +87,12 @@ class Classifier:
             config=art.config,
             evaluation=art.evaluation,
         )
-        if extra:
-            clf._refit(merge_definitions(defs, extra))
+        if extra or replace:
+            unknown = set(replace) - {d.name for d in extra}
+            if unknown:
+                raise DefinitionError(f"replace names {sorted(unknown)} have no config definition")
+            clf._corpus = art.corpus.only({d.name for d in defs} - set(replace))
+            clf._refit(merge_definitions(defs, extra, replace=replace))
         return clf
 
     @classmethod
@@ -135,6 +144,14 @@ class Classifier:
         """Category of the latest user turn (``vector`` is its embedding, ``text`` its
         text); ``context`` holds the earlier user turns' texts, oldest first."""
         return self._model.classify(vector, text, context, context_vector)
+
+    def head_probabilities(self, vectors: F32) -> F32:
+        """The head's category probabilities for a batch of vectors, without text
+        signals (for evaluation, and as router features); columns follow
+        :attr:`categories`."""
+        if vectors.ndim != 2 or vectors.shape[1] != self._model.head.dim:
+            raise InputError(f"vectors must have shape (n, {self._model.head.dim})")
+        return self._model.head.probabilities(vectors.astype(np.float32, copy=False))
 
     # -- run-time changes (each refits) ----------------------------------------------
 
@@ -219,6 +236,9 @@ class Classifier:
                     fit_seconds=seconds,
                 )
             self._model = Model(defs, head, self._model.fallback, self._model.min_confidence)
+            # A removed category's corpus rows are forgotten: re-adding the name later
+            # starts from its new examples only.
+            self._corpus = self._corpus.only(set(labels))
             self._evaluation = evaluation
             return evaluation
 

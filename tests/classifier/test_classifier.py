@@ -146,3 +146,17 @@ def test_committed_head_reports_its_held_out_evaluation(default_classifier: Clas
     ev = default_classifier.last_evaluation
     assert ev is not None and ev.kind == "holdout"
     assert ev.macro_f1 > 0.9
+
+
+def test_config_category_replacing_a_default(embedder: OnnxEmbedder) -> None:
+    mine = CategoryDef(
+        "creative",
+        "Marketing copy only",
+        examples=("write ad copy for running shoes", "a tagline for our new bank account",
+                  "product description for a smart kettle", "a catchy banner text for a sale"),
+    )  # fmt: skip
+    clf = Classifier.load_default(embed=embedder.embed_batch, extra=[mine], replace=["creative"])
+    creative = next(d for d in clf.categories if d.name == "creative")
+    assert creative.examples == mine.examples
+    with pytest.raises(DefinitionError, match="no config definition"):
+        Classifier.load_default(embed=embedder.embed_batch, replace=["code"])
