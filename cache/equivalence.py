@@ -1,0 +1,160 @@
+"""Is a cached question the same question as the one just asked?
+
+The semantic tier finds candidates by cosine; this check decides. It first
+applies hard vetoes (:mod:`cache.equivalence_text`: a different number,
+arithmetic operator, unit, named entity, or a negation added to an otherwise
+identical text) because embeddings barely move on them and a false hit is the
+worst failure a cache can have. Pairs that pass go to a small learned scorer
+(:mod:`cache.equivalence_features` into a one-hidden-layer network, numpy
+only) fitted by ``scripts/train_equivalence.py`` on a fixed 70 % of the Quora
+Question Pairs dev file; its output is Platt-calibrated on out-of-fold scores,
+so ``score`` reads as a probability of equivalence. The weights and the
+default threshold ship as ``cache/data/equivalence.npz``.
+"""
+
+from __future__ import annotations
+
+import importlib.resources
+import io
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+
+from cache.equivalence_features import pair_features
+from cache.equivalence_text import hard_mismatch, signature
+from cache.errors import CacheError
+
+ARTIFACT = "equivalence.npz"
+
+Array = npt.NDArray[np.float32]
+
+
+class EquivalenceError(CacheError, ValueError):
+    """An argument of the equivalence check is invalid, or its artifact is unreadable."""
+
+
+@dataclass(frozen=True, slots=True)
+class EquivalenceVerdict:
+    """The decision on one (query, candidate) pair.
+
+    ``reason`` is ``"identical"`` (same text once case and spacing are folded),
+    ``"hard_mismatch:<kind>"`` with kind number, operator, negation, unit or
+    entity (then ``score`` is 0 and ``equivalent`` is false whatever the
+    threshold), or ``"model"`` (the learned scorer decided).
+    """
+
+    equivalent: bool
+    score: float
+    cosine: float
+    threshold: float
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class _Network:
+    """Standardise, ReLU hidden layer (absent for a linear model), logit, Platt."""
+
+    mean: Array
+    scale: Array
+    hidden_w: Array
+    hidden_b: Array
+    out_w: Array
+    out_b: float
+    platt_a: float
+    platt_b: float
+
+    def score(self, features: Array) -> float:
+        x = (features - self.mean) / self.scale
+        if self.hidden_w.size:
+            x = np.maximum(self.hidden_w @ x + self.hidden_b, 0.0)
+        logit = float(self.out_w @ x) + self.out_b
+        z = self.platt_a * logit + self.platt_b
+        return 1.0 / (1.0 + math.exp(-z)) if z > -700 else 0.0
+
+
+def _folded(text: str) -> str:
+    return " ".join(text.casefold().split())
+
+
+def _check_threshold(threshold: float) -> float:
+    if not (isinstance(threshold, int | float) and 0.0 <= threshold <= 1.0):
+        raise EquivalenceError(f"threshold must be a number in [0, 1], got {threshold!r}")
+    return float(threshold)
+
+
+class EquivalenceChecker:
+    """Decides whether a cached candidate answers the same question as a query."""
+
+    def __init__(self, network: _Network, *, dim: int, default_threshold: float) -> None:
+        self._network = network
+        self.dim = dim
+        self.default_threshold = _check_threshold(default_threshold)
+
+    @classmethod
+    def load(cls, source: Path | bytes) -> EquivalenceChecker:
+        """A checker from an artifact written by ``scripts/train_equivalence.py``."""
+        try:
+            raw = source.read_bytes() if isinstance(source, Path) else source
+            with np.load(io.BytesIO(raw), allow_pickle=False) as npz:
+                arrays = {k: npz[k] for k in npz.files}
+            meta = json.loads(str(arrays.pop("meta")))
+            f32 = {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in arrays.items()}
+            network = _Network(
+                mean=f32["mean"],
+                scale=f32["scale"],
+                hidden_w=f32["hidden_w"],
+                hidden_b=f32["hidden_b"],
+                out_w=f32["out_w"],
+                out_b=float(meta["out_b"]),
+                platt_a=float(meta["platt_a"]),
+                platt_b=float(meta["platt_b"]),
+            )
+            dim, threshold = int(meta["dim"]), float(meta["default_threshold"])
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise EquivalenceError(f"unreadable equivalence artifact: {exc}") from exc
+        return cls(network, dim=dim, default_threshold=threshold)
+
+    @classmethod
+    def load_default(cls) -> EquivalenceChecker:
+        """The checker shipped with cachegate (``cache/data/equivalence.npz``)."""
+        resource = importlib.resources.files("cache").joinpath("data", ARTIFACT)
+        return cls.load(resource.read_bytes())
+
+    def _vector(self, name: str, vec: Array) -> Array:
+        if vec.shape != (self.dim,):
+            raise EquivalenceError(f"{name} must have shape ({self.dim},), got {vec.shape}")
+        vec = vec.astype(np.float32, copy=False)
+        norm = float(np.sqrt(vec @ vec))
+        if not math.isfinite(norm) or norm == 0.0:
+            raise EquivalenceError(f"{name} must be finite and non-zero")
+        return vec if abs(norm - 1.0) < 1e-3 else vec / np.float32(norm)
+
+    def check(
+        self,
+        query_text: str,
+        query_vec: Array,
+        cand_text: str,
+        cand_vec: Array,
+        threshold: float | None = None,
+    ) -> EquivalenceVerdict:
+        """The verdict on one candidate; ``threshold=None`` uses :attr:`default_threshold`.
+
+        0 is a valid threshold (everything not vetoed passes); only ``None``
+        falls back to the default.
+        """
+        limit = self.default_threshold if threshold is None else _check_threshold(threshold)
+        u = self._vector("query_vec", query_vec)
+        v = self._vector("cand_vec", cand_vec)
+        cosine = float(u @ v)
+        if _folded(query_text) == _folded(cand_text):
+            return EquivalenceVerdict(True, 1.0, cosine, limit, "identical")
+        a, b = signature(query_text), signature(cand_text)
+        kind = hard_mismatch(a, b)
+        if kind is not None:
+            return EquivalenceVerdict(False, 0.0, cosine, limit, f"hard_mismatch:{kind}")
+        score = self._network.score(pair_features(a, b, u, v))
+        return EquivalenceVerdict(score >= limit, score, cosine, limit, "model")

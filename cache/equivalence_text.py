@@ -1,0 +1,324 @@
+"""What a question says that an embedding blurs: numbers, negation, units, names.
+
+Sentence embeddings put "What is 17 × 23?" and "What is 17 × 24?" almost on top
+of each other, yet serving one's answer for the other is the worst failure a
+cache can have. :func:`signature` pulls out the parts of a text that change the
+answer, and :func:`hard_mismatch` names the first one on which two texts
+disagree. The rules are deliberately narrow (both sides must state the thing,
+and state it differently) so that paraphrases survive; the rejection rate of
+each rule on human-labelled duplicates is measured by
+``scripts/train_equivalence.py``.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from functools import lru_cache
+
+
+def _words(text: str) -> list[str]:
+    return text.split()
+
+
+_TOKEN = re.compile(r"[$€£₹¥°]|[^\W_]+(?:[.,'’][^\W_]+)*|[+\-*/×÷^=%]", re.UNICODE)
+_NUMBER = re.compile(r"^(\d+(?:,\d{3})*(?:\.\d+)?|\.\d+)(st|nd|rd|th|k|m|s)?$")
+NEAR_IDENTICAL = 4
+_NUMBER_UNIT = re.compile(r"^(\d+(?:\.\d+)?)([a-z]+)$")
+_SENTENCE_END = frozenset(".?!:;\"'(")
+
+_UNITS = {
+    # dimension:canonical for each surface form; words that are units in
+    # everyday speech only after a number ("3 days") are in _TIME_UNITS.
+    **dict.fromkeys(["km", "kms", "kilometer", "kilometers", "kilometre", "kilometres"], "len:km"),
+    **dict.fromkeys(["mi", "mile", "miles"], "len:mi"),
+    **dict.fromkeys(["meter", "meters", "metre", "metres"], "len:m"),
+    **dict.fromkeys(["cm", "centimeter", "centimeters", "centimetre", "centimetres"], "len:cm"),
+    **dict.fromkeys(["mm", "millimeter", "millimeters", "millimetre", "millimetres"], "len:mm"),
+    **dict.fromkeys(["ft", "foot", "feet"], "len:ft"),
+    **dict.fromkeys(["inch", "inches"], "len:in"),
+    **dict.fromkeys(["yard", "yards"], "len:yd"),
+    **dict.fromkeys(["kg", "kgs", "kilogram", "kilograms", "kilo", "kilos"], "mass:kg"),
+    **dict.fromkeys(["gram", "grams", "gm", "gms"], "mass:g"),
+    **dict.fromkeys(["lb", "lbs", "pound", "pounds"], "mass:lb"),
+    **dict.fromkeys(["ounce", "ounces", "oz"], "mass:oz"),
+    **dict.fromkeys(["celsius", "centigrade", "°c"], "temp:c"),
+    **dict.fromkeys(["fahrenheit", "°f"], "temp:f"),
+    **dict.fromkeys(["kelvin"], "temp:k"),
+    **dict.fromkeys(["liter", "liters", "litre", "litres", "ml", "milliliters"], "vol:l"),
+    **dict.fromkeys(["gallon", "gallons"], "vol:gal"),
+    **dict.fromkeys(["$", "usd", "dollar", "dollars"], "cur:usd"),
+    **dict.fromkeys(["€", "eur", "euro", "euros"], "cur:eur"),
+    **dict.fromkeys(["£", "gbp"], "cur:gbp"),
+    **dict.fromkeys(["₹", "inr", "rs", "rupee", "rupees"], "cur:inr"),
+    **dict.fromkeys(["¥", "yen", "jpy"], "cur:jpy"),
+    **dict.fromkeys(["yuan", "rmb", "cny"], "cur:cny"),
+    **dict.fromkeys(["btc", "bitcoin", "bitcoins"], "cur:btc"),
+}
+_TIME_UNITS = {
+    **dict.fromkeys(["second", "seconds", "sec", "secs"], "time:s"),
+    **dict.fromkeys(["minute", "minutes", "min", "mins"], "time:min"),
+    **dict.fromkeys(["hour", "hours", "hr", "hrs"], "time:h"),
+    **dict.fromkeys(["day", "days"], "time:d"),
+    **dict.fromkeys(["week", "weeks"], "time:wk"),
+    **dict.fromkeys(["month", "months"], "time:mo"),
+    **dict.fromkeys(["year", "years", "yr", "yrs"], "time:yr"),
+    **dict.fromkeys(["m", "g", "l", "c", "f", "in"], ""),  # bare letters: resolved below
+}
+_BARE_AFTER_NUMBER = {"m": "len:m", "g": "mass:g", "l": "vol:l", "c": "temp:c", "f": "temp:f"}
+
+_NEGATION = frozenset(
+    _words("not no never without none nobody nothing nowhere neither nor cannot unable impossible")
+)
+
+_SMALL = _words("zero one two three four five six seven eight nine ten eleven twelve thirteen")
+_SMALL += _words("fourteen fifteen sixteen seventeen eighteen nineteen")
+_TENS = _words("twenty thirty forty fifty sixty seventy eighty ninety")
+_ORDINALS = _words(
+    "_ _ second third fourth fifth sixth seventh eighth ninth tenth eleventh twelfth"
+)
+# "one" and "first" are left out: far more often a pronoun or "for the first
+# time" than a quantity, and counting them rejected real paraphrases.
+_WORD_VALUES: dict[str, int] = {w: i for i, w in enumerate(_SMALL) if i != 1}
+_WORD_VALUES |= {w: 20 + 10 * i for i, w in enumerate(_TENS)}
+_WORD_VALUES |= {w: i for i, w in enumerate(_ORDINALS) if i >= 3}
+_WORD_VALUES |= {"hundred": 100, "thousand": 1000, "million": 10**6, "billion": 10**9}
+_MULTIPLIERS = {"hundred": 100, "thousand": 1000, "million": 10**6, "billion": 10**9}
+_OPERATORS = {
+    "+": "+",
+    "plus": "+",
+    "-": "-",
+    "minus": "-",
+    "*": "*",
+    "×": "*",
+    "x": "*",
+    "times": "*",
+    "multiplied": "*",
+    "/": "/",
+    "÷": "/",
+    "divided": "/",
+    "over": "/",
+    "^": "^",
+    "power": "^",
+    "%": "%",
+    "percent": "%",
+    "mod": "mod",
+    "modulo": "mod",
+}
+_ALIASES = {
+    "usa": "us",
+    "america": "us",
+    "american": "us",
+    "uk": "britain",
+    "england": "britain",
+    "british": "britain",
+    "indian": "india",
+    "chinese": "china",
+}
+# Words people capitalise that name no entity (or are entities everywhere).
+_NOT_ENTITIES = frozenset(
+    _words(
+        "i i'm i've i'd i'll ok okay quora what how why who when where which is are can do does "
+        "should would will could the a an if my god mr mrs dr president government minister pm ceo"
+    )
+)
+
+
+@dataclass(frozen=True, slots=True)
+class TextSignature:
+    """The answer-changing parts of one text, and its words for overlap features."""
+
+    tokens: tuple[str, ...]
+    numbers: frozenset[str]
+    expression: tuple[str, ...]
+    negation: frozenset[str]
+    units: tuple[str, ...]
+    entities: frozenset[str]
+
+
+def _fold(text: str) -> str:
+    text = unicodedata.normalize("NFKC", text).replace("’", "'")
+    # "don't" -> "do not" so that negation is one word on both sides.
+    text = re.sub(r"(?i)\b(can)'t\b", r"\1 not", text)
+    text = re.sub(r"(?i)\bwon't\b", "will not", text)
+    text = re.sub(
+        r"(?i)\b(twenty|thirty|forty|fifty|sixty|seventy|eighty|ninety)-(?=[a-z])", r"\1 ", text
+    )
+    return re.sub(r"(?i)n't\b", " not", text)
+
+
+def _number_value(token: str) -> str | None:
+    match = _NUMBER.match(token)
+    if match is None:
+        return None
+    digits, suffix = match.group(1).replace(",", ""), match.group(2)
+    try:
+        value = Decimal(digits)
+    except InvalidOperation:
+        return None
+    if suffix == "k":
+        value *= 1000
+    return format(value.normalize(), "f")
+
+
+def _numbers(words: list[str]) -> tuple[list[str], list[int]]:
+    """Canonical numbers in ``words`` and the positions they came from."""
+    values: list[str] = []
+    where: list[int] = []
+    pending: int | None = None
+    for i, word in enumerate(words):
+        if word in _WORD_VALUES:
+            value = _WORD_VALUES[word]
+            if pending is not None and word in _MULTIPLIERS:
+                pending *= value
+            elif pending is not None and pending >= 20 and pending % 10 == 0 and value < 10:
+                pending += value
+            else:
+                if pending is not None:
+                    values.append(str(pending))
+                pending = value
+                where.append(i)
+            continue
+        if pending is not None:
+            values.append(str(pending))
+            pending = None
+        number = _number_value(word)
+        if number is None and re.fullmatch(r"\d+[a-z]+|[a-z]+\d+[a-z\d]*", word):
+            number = word  # a model code ("4g", "j7", "m452dw"): compared as a string
+        if number is not None:
+            values.append(number)
+            where.append(i)
+    if pending is not None:
+        values.append(str(pending))
+    return values, where
+
+
+def _expression(words: list[str], number_at: set[int]) -> tuple[str, ...]:
+    """Numbers and operators in order, when the text holds arithmetic."""
+    out: list[str] = []
+    for i, word in enumerate(words):
+        if i in number_at:
+            out.append(_number_value(word) or word)
+        elif word in _OPERATORS and i - 1 in number_at:
+            after = i + 2 if i + 1 < len(words) and words[i + 1] in ("by", "of") else i + 1
+            if after in number_at or word == "%":
+                out.append(_OPERATORS[word])
+    has_operator = any(t in _OPERATORS.values() for t in out)
+    return tuple(out) if has_operator and len(out) >= 3 else ()
+
+
+def _units(words: list[str], number_at: set[int]) -> tuple[str, ...]:
+    found: list[str] = []
+    for i, word in enumerate(words):
+        after_number = i - 1 in number_at or (i >= 2 and i - 2 in number_at and words[i - 1] == "°")
+        unit = _UNITS.get(word)
+        if unit is None and after_number:
+            unit = _TIME_UNITS.get(word) or _BARE_AFTER_NUMBER.get(word)
+        if word == "°" and i + 1 < len(words) and words[i + 1] in ("c", "f"):
+            unit = _UNITS["°" + words[i + 1]]
+        if unit and unit not in found:
+            found.append(unit)
+    return tuple(found)
+
+
+def _entities(raw: list[str]) -> frozenset[str]:
+    """Capitalised words not opening a sentence, lower-cased, aliases folded."""
+    words = [w for w in raw if w[0].isalpha()]
+    capitalised = sum(1 for w in words if w[0].isupper() and len(w) > 3)
+    title_case = capitalised >= max(3, 0.6 * sum(1 for w in words if len(w) > 3))
+    found: set[str] = set()
+    for i, word in enumerate(raw):
+        lower = word.lower()
+        if not word[0].isalpha() or lower in _NOT_ENTITIES or lower in _UNITS:
+            continue
+        opens = i == 0 or raw[i - 1] in _SENTENCE_END
+        inner_caps = any(c.isupper() for c in word[1:])
+        if (word[0].isupper() and not opens and not title_case) or inner_caps:
+            key = re.sub(r"'s$|\.(com|org|net|in|io)$", "", lower)
+            found.add(_ALIASES.get(key, key))
+    return frozenset(found)
+
+
+def _negation(words: list[str]) -> frozenset[str]:
+    """Negation words, minus the "why or why not" kind that negates nothing."""
+    found = {
+        w
+        for i, w in enumerate(words)
+        if w in _NEGATION and not (w == "not" and i > 0 and words[i - 1] in ("or", "why", "if"))
+    }
+    return frozenset(found)
+
+
+@lru_cache(maxsize=8192)
+def signature(text: str) -> TextSignature:
+    """The :class:`TextSignature` of ``text`` (memoised: a query meets many candidates)."""
+    folded = _fold(text)
+    raw: list[str] = []
+    for token in _TOKEN.findall(folded):
+        # "Rs.2000" and "500,1000" are several words; "1,000" and "2.5" are one.
+        glued = _NUMBER_UNIT.match(token.lower())
+        if glued is not None and (glued.group(2) in _UNITS or glued.group(2) in _TIME_UNITS):
+            raw.extend(glued.groups())  # "5kg" is "5 kg"
+        elif any(c.isdigit() for c in token) and _NUMBER.match(token.lower()) is None:
+            raw.extend(t for t in re.split(r"[.,]", token) if t)
+        else:
+            raw.append(token)
+    words = [w.lower() for w in raw]
+    numbers, where = _numbers(words)
+    number_at = set(where)
+    return TextSignature(
+        tokens=tuple(words),
+        numbers=frozenset(numbers),
+        expression=_expression(words, number_at),
+        negation=_negation(words),
+        units=_units(words, number_at),
+        entities=_entities(raw),
+    )
+
+
+def unmatched_entities(a: TextSignature, b: TextSignature) -> frozenset[str]:
+    """Entities of ``a`` that ``b`` never mentions, capitalised or not."""
+    words_b = {_ALIASES.get(w, w) for w in b.tokens} | b.entities
+    joined_b = "".join(b.tokens)
+    stems_b = {w[:5] for w in words_b if len(w) >= 5}
+    return frozenset(
+        e
+        for e in a.entities
+        if e not in words_b and e not in joined_b and not (len(e) >= 5 and e[:5] in stems_b)
+    )
+
+
+def content_difference(a: TextSignature, b: TextSignature) -> int:
+    """How many words (negation aside) one text has and the other lacks."""
+    words_a = {w for w in a.tokens if w.isalnum() and w not in _NEGATION}
+    words_b = {w for w in b.tokens if w.isalnum() and w not in _NEGATION}
+    return len(words_a ^ words_b)
+
+
+def _units_differ(a: tuple[str, ...], b: tuple[str, ...]) -> bool:
+    for dimension in {u.split(":")[0] for u in a} & {u.split(":")[0] for u in b}:
+        in_a = [u for u in a if u.startswith(dimension + ":")]
+        in_b = [u for u in b if u.startswith(dimension + ":")]
+        if in_a != in_b:  # another unit, or the same two in the other direction
+            return True
+    return False
+
+
+def hard_mismatch(a: TextSignature, b: TextSignature) -> str | None:
+    """The first answer-changing part on which ``a`` and ``b`` disagree, if any."""
+    if a.expression and b.expression and a.expression != b.expression:
+        return "number" if a.numbers != b.numbers else "operator"
+    if a.numbers and b.numbers and a.numbers != b.numbers:
+        return "number"
+    # Only near-identical texts are vetoed on negation: with more words changed
+    # the sentence is rephrased, a "not" often moves between clauses, and the
+    # learned scorer (which sees the asymmetry as a feature) judges better.
+    if bool(a.negation) != bool(b.negation) and content_difference(a, b) <= NEAR_IDENTICAL:
+        return "negation"
+    if _units_differ(a.units, b.units):
+        return "unit"
+    if unmatched_entities(a, b) and unmatched_entities(b, a):
+        return "entity"
+    return None
