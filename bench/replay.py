@@ -27,6 +27,7 @@ import argparse
 import asyncio
 import json
 import re
+import signal
 import sys
 import tempfile
 import time
@@ -42,7 +43,7 @@ from bench.baselines import fit_threshold, gptcache_threshold
 from bench.procs import machine
 from bench.report import Outcome, Summary, by_category, category_table, comparison_table
 from bench.targets import artifact_present, cachegate, cachegate_config, gptcache_server, sim
-from bench.workload import TRACES, Workload, build_workload, reuse_ceiling
+from bench.workload import TRACES, Workload, build_workload, paraphrase_repeats, reuse_ceiling
 
 ANSWER = re.compile(r"answer to ([0-9a-f]{12})")
 VARIANTS = ("none", "exact", "gptcache", "global", "cachegate")
@@ -226,6 +227,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     p.add_argument("--no-equivalence", action="store_true")
     p.add_argument("--json", type=Path, help="write summaries here")
     args = p.parse_args(argv)
+    # A plain kill should still stop the processes this one started (context managers).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     common = dict(trace=args.trace, speedup=args.speedup, minutes=args.minutes,
                   start_min=args.start_min, max_requests=args.max_requests,
                   max_tokens_cap=args.max_tokens_cap, seed=args.seed)  # fmt: skip
@@ -234,7 +237,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     test = build_workload(part="test", **common)  # type: ignore[arg-type]
     print(f"workload: {len(test.requests)} requests over {test.requests[-1].at_s:.0f} s "
           f"({args.trace}, speedup {args.speedup}), intents reused by "
-          f"{reuse_ceiling(test.requests):.1%} of requests (a perfect cache's hit rate)")  # fmt: skip
+          f"{reuse_ceiling(test.requests):.1%} of requests (a perfect cache's hit rate), "
+        f"{paraphrase_repeats(test.requests)} of them in new words")  # fmt: skip
     global_t = args.global_threshold
     if global_t is None and {"global", "gptcache"} & set(args.variants):
         dev = build_workload(part="dev", **common)  # type: ignore[arg-type]

@@ -47,18 +47,18 @@ DEFAULT_MIX = {
 DEFAULT_ZIPF = {
     "code": 1.1,
     "math": 0.9,
-    "factual": 0.8,
-    "general": 0.7,
-    "conversation": 0.1,
+    "factual": 1.0,
+    "general": 1.0,
+    "conversation": 0.4,
     "time_sensitive": 0.5,
 }
 # Families in a category's pool per request of that category: a smaller pool repeats more.
 DEFAULT_POOL = {
     "code": 0.6,
     "math": 0.8,
-    "factual": 0.8,
-    "general": 0.8,
-    "conversation": 2.0,
+    "factual": 1.0,
+    "general": 1.0,
+    "conversation": 1.0,
     "time_sensitive": 2.0,
 }
 TRACES = {
@@ -255,6 +255,8 @@ def build_workload(
     mix: dict[str, float] | None = None,
     zipf: dict[str, float] | None = None,
     pool: dict[str, float] | None = None,
+    paraphrase_share: float = 0.7,
+    verbatim: float = 0.3,
     root: Path | None = None,
     families: Sequence[Family] | None = None,
 ) -> Workload:
@@ -286,23 +288,30 @@ def build_workload(
         fams = list(by_cat[c])
         if not fams and n_c:
             raise WorkloadError(f"no {part} texts for category {c!r}")
-        rng.shuffle(fams)  # type: ignore[arg-type]
         size = max(1, min(len(fams), round(n_c * pool[c])))
-        pools[c] = (fams[:size], _zipf_weights(size, zipf[c]))
+        pools[c] = (_pool(fams, size, paraphrase_share, rng), _zipf_weights(size, zipf[c]))
+    asked: dict[str, set[str]] = defaultdict(set)
     out = []
     for i, (p, ci) in enumerate(zip(points, drawn, strict=True)):
         c = cats[int(ci)]
         fams, weights = pools[c]
         fam = fams[int(rng.choice(len(fams), p=weights))]
         k = int(rng.integers(len(fam.intents)))
+        intent = f"{fam.key}/{k}"
         texts = fam.intents[k]
+        # People re-ask a popular question in their own words: a repeat reuses earlier
+        # words with probability ``verbatim``, otherwise words not asked yet (if any).
+        fresh = [t for t in texts if t not in asked[intent]]
+        if asked[intent] and fresh and rng.random() >= verbatim:
+            texts = tuple(fresh)
         text = texts[int(rng.integers(len(texts)))]
+        asked[intent].add(text)
         out.append(
             Request(
                 index=i,
                 at_s=(p.at_s - lo) / speedup,
                 category=c,
-                intent=f"{fam.key}/{k}",
+                intent=intent,
                 text=text,
                 context_tokens=p.context_tokens,
                 generated_tokens=p.generated_tokens,
@@ -310,6 +319,22 @@ def build_workload(
             )
         )
     return Workload(tuple(out), part, trace, speedup, seed)
+
+
+def _pool(
+    fams: list[Family], size: int, paraphrase_share: float, rng: np.random.Generator
+) -> list[Family]:
+    """``size`` families, ``paraphrase_share`` of them (where the data has enough) with
+    several texts or intents, so repeats are paraphrases and hard negatives, not only
+    verbatim repeats. Those take the most popular ranks: a popular question is asked by
+    many people, in many wordings."""
+    multi = [f for f in fams if len(f.intents) > 1 or len(f.intents[0]) > 1]
+    single = [f for f in fams if not (len(f.intents) > 1 or len(f.intents[0]) > 1)]
+    rng.shuffle(multi)  # type: ignore[arg-type]
+    rng.shuffle(single)  # type: ignore[arg-type]
+    take = min(len(multi), round(size * paraphrase_share))
+    rest = single[: size - take]
+    return multi[:take] + rest + multi[take : take + size - take - len(rest)]
 
 
 def reuse_ceiling(requests: Sequence[Request]) -> float:
@@ -320,3 +345,14 @@ def reuse_ceiling(requests: Sequence[Request]) -> float:
         again += r.intent in seen
         seen.add(r.intent)
     return again / len(requests) if requests else 0.0
+
+
+def paraphrase_repeats(requests: Sequence[Request]) -> int:
+    """Requests repeating an earlier intent in words not asked before: where a semantic
+    cache can hit and an exact one cannot."""
+    seen: dict[str, set[str]] = defaultdict(set)
+    count = 0
+    for r in requests:
+        count += r.intent in seen and r.text not in seen[r.intent]
+        seen[r.intent].add(r.text)
+    return count
