@@ -205,6 +205,15 @@ class DocumentStore:
             await conn.commit()
             return bool(result.rowcount)
 
+    async def prune_changes(self, before: float) -> int:
+        """Deletes change rows older than ``before``, always keeping the newest row: SQLite
+        would otherwise hand out used sequence numbers again after the table empties."""
+        c = cache_changes.c
+        newest = sa.select(sa.func.max(c.seq)).scalar_subquery()
+        stmt = sa.delete(cache_changes).where(c.at < before, c.seq < newest)
+        async with self._write() as conn:
+            return int((await conn.execute(stmt)).rowcount or 0)
+
     # -- reads --------------------------------------------------------------------------
     async def max_seq(self) -> int:
         async with self._read() as conn:

@@ -31,6 +31,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 E = cache_entries.c
 BATCH = 256
+# Replicas read the change feed every sync interval; one cut off from the store for longer
+# than this must restart (it would miss deletes that were pruned meanwhile).
+CHANGE_RETENTION_S = 86_400.0
 ROW_OVERHEAD = 256  # metadata columns and index entries, roughly, for the bytes figure
 _Item = tuple[NewEntry, CategoryPolicy, float]
 
@@ -239,6 +242,7 @@ class Background:
         await cache.forget(local, cache.expirations)
         gone = await cache.store.mark_deleted(E.expires_at <= now, "expired", now)
         await cache.forget(gone, cache.expirations)
+        await cache.store.prune_changes(now - CHANGE_RETENTION_S)
         return len(set(local) | set(gone))
 
 

@@ -75,3 +75,23 @@ async def test_batch_larger_than_quota_keeps_the_newest(cache: SemanticCache) ->
     await cache.flush()
     assert len(await cache.list_entries(category="code")) == 2
     assert cache.counters().entries == 2
+
+
+async def test_old_changes_are_pruned_but_the_sequence_never_goes_back(
+    cache: SemanticCache, clock: Clock, sqlite_url: str
+) -> None:
+    for i in range(3):
+        cache.submit(entry(f"c{i}", unit(i)), CategoryPolicy())
+    await cache.flush()
+    seq = cache.counters().last_seq
+    clock.advance(2 * 86_400)
+    await cache.sweep()  # expires all three (default TTL 1 day) and prunes old changes
+    assert await cache.store.max_seq() > seq
+    other = await SemanticCache.open(sqlite_url, clock=clock)
+    try:
+        cache.submit(entry("fresh", unit(9)), CategoryPolicy())
+        await cache.flush()
+        await other.sync()
+        assert await other.lookup(SCOPE, "fresh", unit(9), "factual", CategoryPolicy())
+    finally:
+        await other.close()
