@@ -9,7 +9,9 @@ Texts come from labelled data in ``../shared/data`` so that every cache hit can 
   a hit of one on the other (a hard negative) is measured, not hoped for.
 
 Families are split in two halves by a hash of their key: ``dev`` (for fitting thresholds) and
-``test`` (what is replayed), so nothing is fitted on what is scored. Each request draws a
+``test`` (what is replayed), so nothing is fitted on what is scored; a family holding a QQP
+text that cachegate's equivalence checker was fitted on (its artifact records the split) is
+kept out of ``test`` too. Each request draws a
 category from the mix, a family from that category's pool by a Zipf law of the category's own
 exponent (power law for code, near-uniform for conversation), an intent within the family and
 a text within the intent, uniformly. Arrival times and token counts come from a trace
@@ -25,6 +27,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from importlib import resources
 from pathlib import Path
 
 import numpy as np
@@ -194,12 +197,32 @@ def load_families(root: Path | None = None) -> list[Family]:
     return fams.build()
 
 
-def split(families: Iterable[Family], part: str) -> list[Family]:
-    """``dev`` or ``test`` half, by a hash of the family key (stable across runs)."""
+def checker_fit_texts(root: Path | None = None) -> set[str]:
+    """Texts of the QQP pairs cachegate's equivalence checker was fitted on (its artifact
+    records the split: a permutation by seed, the first ``fit_fraction`` fitted)."""
+    path = resources.files("cache").joinpath("data", "equivalence.json")
+    if not path.is_file():
+        return set()
+    split_info = json.loads(path.read_text()).get("split") or {}
+    if split_info.get("source") != "qqp_dev.jsonl":
+        return set()
+    rows = _jsonl(data_path("cache/qqp_dev.jsonl", root))
+    perm = np.random.default_rng(int(split_info["seed"])).permutation(len(rows))
+    fit = perm[: int(float(split_info["fit_fraction"]) * len(rows))]
+    return {str(rows[i][k]).strip() for i in fit for k in ("a", "b")}
+
+
+def split(families: Iterable[Family], part: str, exclude: set[str] | None = None) -> list[Family]:
+    """``dev`` or ``test`` half, by a hash of the family key (stable across runs). A family
+    with a text in ``exclude`` (what a shipped artifact was fitted on) is never ``test``."""
     if part not in ("dev", "test"):
         raise WorkloadError(f"part must be 'dev' or 'test', got {part!r}")
-    want = 0 if part == "dev" else 1
-    return [f for f in families if int(f.key, 16) % 2 == want]
+    exclude = exclude or set()
+
+    def is_test(f: Family) -> bool:
+        return int(f.key, 16) % 2 == 1 and not any(t in exclude for i in f.intents for t in i)
+
+    return [f for f in families if is_test(f) == (part == "test")]
 
 
 def _azure_time(stamp: str) -> float:
@@ -280,7 +303,8 @@ def build_workload(
     share = np.array([mix[c] for c in cats], dtype=np.float64)
     drawn = rng.choice(len(cats), size=len(points), p=share / share.sum())
     by_cat: dict[str, list[Family]] = defaultdict(list)
-    for f in split(families if families is not None else load_families(root), part):
+    fams_all = families if families is not None else load_families(root)
+    for f in split(fams_all, part, checker_fit_texts(root)):
         by_cat[f.category].append(f)
     pools: dict[str, tuple[list[Family], npt.NDArray[np.float64]]] = {}
     for ci, c in enumerate(cats):
