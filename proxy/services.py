@@ -10,6 +10,7 @@ import time
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
@@ -23,6 +24,7 @@ from backends.transport import HttpTransport, Timeouts, Transport
 from cache import CacheError, CacheUnavailable, CategoryPolicy, PolicySet, SemanticCache
 from cache.equivalence import EquivalenceChecker
 from classifier import Classifier
+from classifier.classifier import DEFAULT_MIN_CONFIDENCE
 from proxy.adaptive import AdaptiveController
 from proxy.auth import Authenticator
 from proxy.feedback import ResponseLog
@@ -214,11 +216,14 @@ async def build_services(
     )
     metrics.add_collector(CacheCollector(lambda: services.cache_snapshot))
     if settings.classifier.enabled:
+        min_confidence = settings.classifier.min_confidence
         services.classifier = await asyncio.to_thread(
-            Classifier.load_default,
-            model.embed_batch,
-            min_confidence=settings.classifier.min_confidence,
-            extra=build_definitions(settings.categories),
+            partial(
+                Classifier.load_default,
+                model.embed_batch,
+                extra=build_definitions(settings.categories),
+                min_confidence=DEFAULT_MIN_CONFIDENCE if min_confidence is None else min_confidence,
+            )
         )
     if settings.router.enabled:
         services.router = await asyncio.to_thread(

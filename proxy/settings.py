@@ -158,7 +158,7 @@ class CategorySettings(_Strict):
 
 class ClassifierSettings(_Strict):
     enabled: bool = True
-    min_confidence: float = Field(0.5, ge=0, le=1)
+    min_confidence: float | None = Field(None, ge=0, le=1)  # None: the classifier's default
 
 
 class ExamplesSettings(_Strict):
