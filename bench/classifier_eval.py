@@ -51,6 +51,13 @@ FOLLOW_UPS: list[tuple[tuple[str, ...], str, str]] = [
 ]
 
 
+# How labeled_queries_dev.jsonl files MMLU subjects: these under math, the rest factual.
+MMLU_MATH = frozenset(
+    ["abstract_algebra", "college_mathematics", "elementary_mathematics",
+     "high_school_mathematics", "high_school_statistics", "college_physics"]
+)  # fmt: skip
+
+
 def is_held_out(text: str) -> bool:
     """The evaluation bucket: ~20 % of texts, by hash (duplicates land together)."""
     return int(hashlib.sha1(text.encode()).hexdigest()[:8], 16) % 5 == 0
@@ -131,9 +138,36 @@ def latency(clf: Classifier, x: np.ndarray, texts: list[str], repeats: int = 5) 
         print(f"| {name} | {p50:.0f} | {p99:.0f} | {values.max():.0f} |")
 
 
+def router_data(clf: Classifier) -> None:
+    """Long exam-style prompts from another copy of MMLU and from the GSM8K test split
+    (../shared/data/router), labelled as the dev file labels them; prompts that also
+    occur in the dev file are dropped."""
+    dev = {r["text"].strip() for r in load_jsonl(DEV_FILE)}
+    mmlu = [r for r in load_jsonl(SHARED_DATA / "router" / "mmlu_dev.jsonl")
+            if r["prompt"].strip() not in dev]  # fmt: skip
+    gsm = [r for r in load_jsonl(SHARED_DATA / "router" / "gsm8k_dev.jsonl")
+           if r["prompt"].strip() not in dev]  # fmt: skip
+    texts = [r["prompt"] for r in mmlu] + [r["prompt"] for r in gsm]
+    truth = ["math" if r["subject"] in MMLU_MATH else "factual" for r in mmlu]
+    truth += ["math"] * len(gsm)
+    x = embed_texts(texts)
+    print(f"\n## other source: router MMLU ({len(mmlu)}) + GSM8K test ({len(gsm)})")
+    score(clf, "router MMLU+GSM8K", x, texts, truth)
+    gsm_hits = sum(
+        clf.classify(v, t).category == "math"
+        for v, t in zip(x[len(mmlu) :], texts[len(mmlu) :], strict=True)
+    )
+    print(f"\nGSM8K test prompts classified math: {gsm_hits}/{len(gsm)}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description="classifier evaluation")
     parser.add_argument("--retrain", action="store_true", help="also score a run-time refit")
+    parser.add_argument(
+        "--router-data",
+        action="store_true",
+        help="also score MMLU/GSM8K prompts from ../shared/data/router (another source)",
+    )
     args = parser.parse_args()
     embedder = default_embedder()
     clf = Classifier.load_default(embed=embedder.embed_batch)
@@ -188,6 +222,9 @@ def main() -> None:
     print(f"\nfollow-ups right: {hits}/{len(FOLLOW_UPS)}")
 
     latency(clf, np.vstack([x, xo]), texts + ood_texts)
+
+    if args.router_data:
+        router_data(clf)
 
     if args.retrain:
         defs = [d for d in load_default_definitions()]

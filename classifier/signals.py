@@ -210,6 +210,15 @@ _VOLATILE_PHRASES = (
 )
 
 
+# -- exam-style headers ("The following are multiple choice questions about X.") --------
+
+_SUBJECT = re.compile(
+    r"\s*the following (?:is a |are )?(?:multiple[- ]choice )?questions? (?:\(with answers\) )?"
+    r"about ([a-z _]+)"
+)
+_MATH_SUBJECTS = _words("algebra mathematics math maths statistics calculus geometry arithmetic")
+
+
 @dataclass(frozen=True)
 class Signals:
     """Evidence (0 to 6, in logit units) for the built-in categories."""
@@ -217,9 +226,31 @@ class Signals:
     code: float = 0.0
     math: float = 0.0
     time_sensitive: float = 0.0
+    factual: float = 0.0
 
     def as_dict(self) -> dict[str, float]:
-        return {"code": self.code, "math": self.math, "time_sensitive": self.time_sensitive}
+        return {
+            "code": self.code,
+            "math": self.math,
+            "time_sensitive": self.time_sensitive,
+            "factual": self.factual,
+        }
+
+
+def subject_evidence(view: TextView) -> tuple[float, float]:
+    """(math, factual) evidence from an exam header naming its subject: the data sets
+    behind the default head file maths/statistics subjects under math, the rest under
+    factual, whatever numbers the question holds."""
+    match = _SUBJECT.match(view.lower)
+    if not match:
+        return 0.0, 0.0
+    # "high school mathematics" -> its last word decides (mathematics, statistics,
+    # algebra); "college physics" is the one physics subject filed under math.
+    subject = match.group(1).replace("_", " ").split()
+    is_math = bool(subject) and (
+        subject[-1] in _MATH_SUBJECTS or subject[-2:] == ["college", "physics"]
+    )
+    return (3.0, 0.0) if is_math else (0.0, 2.0)
 
 
 def code_evidence(view: TextView) -> float:
@@ -272,10 +303,12 @@ def time_evidence(view: TextView) -> float:
 
 
 def compute_signals(text: str | TextView) -> Signals:
-    """Evidence for code, math and time_sensitive found in ``text``."""
+    """Evidence for code, math, time_sensitive (and factual, from exam headers)."""
     view = text if isinstance(text, TextView) else TextView.of(text)
+    subject_math, subject_factual = subject_evidence(view)
     return Signals(
         code=code_evidence(view),
-        math=math_evidence(view),
+        math=min(math_evidence(view) + subject_math, 6.0),
         time_sensitive=time_evidence(view),
+        factual=subject_factual,
     )

@@ -43,3 +43,13 @@ def test_long_prompt_reads_head_and_tail() -> None:
     assert compute_signals(filler + tail).math >= 2.5
     head = "```js\nconsole.log(1)\n```\n"
     assert compute_signals(head + filler).code >= 4
+
+
+def test_exam_headers_name_the_subject() -> None:
+    stats = (
+        "The following are multiple choice questions (with answers) about high school statistics."
+    )
+    assert compute_signals(stats + "\nWhich is a measure of spread?\nA. mean\nB. IQR").math >= 3
+    history = "The following is a multiple choice question about world history.\nWho was Pericles?"
+    assert compute_signals(history).factual >= 2
+    assert compute_signals("I have questions about Django models").factual == 0
