@@ -88,12 +88,13 @@ class SemanticCache:
         sync_interval_s: float,
         sweep_interval_s: float,
         candidates: int,
+        doc_cache_size: int,
     ) -> None:
         self.store, self.dim, self.clock, self.checker = store, dim, clock, checker
         self.snapshot_dir = snapshot_dir
         self.candidates = candidates
         self.index = MemIndex(dim)
-        self.docs = DocCache(4096)
+        self.docs = DocCache(doc_cache_size)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cachegate-index")
         self._pending_hits: dict[int, tuple[int, float]] = {}
         self.hits: Counter[tuple[str, str]] = Counter()
@@ -116,15 +117,32 @@ class SemanticCache:
         sync_interval_s: float = 0.25,
         sweep_interval_s: float = 5.0,
         candidates: int = 5,
+        doc_cache_size: int = 10_000,
         auto_migrate: bool = True,
     ) -> SemanticCache:
         """Migrates (unless told not to), loads the index and starts the background tasks.
 
+        ``url``: ``sqlite+aiosqlite:///path.db`` or ``postgresql+asyncpg://...``;
+        ``clock``: epoch seconds, injectable for TTL tests; ``snapshot_dir``: where
+        :meth:`close`/:meth:`snapshot` save the index (``None``: rebuild from SQL);
+        ``checker``: equivalence check run on semantic candidates; ``candidates``: top-k
+        semantic candidates checked per lookup; ``doc_cache_size``: documents held in
+        memory (hot hits skip SQL and survive a store outage).
+
         Raises :class:`CacheUnavailable` when the store cannot be reached at start-up, and
-        :class:`CacheError` when the store holds vectors of another dimension.
+        :class:`CacheError` for a bad argument or a store holding vectors of another
+        dimension.
         """
-        if dim < 1 or write_queue_size < 1 or sync_interval_s <= 0 or candidates < 1:
-            raise CacheError("dim, write_queue_size, sync_interval_s, candidates must be > 0")
+        for name, value in (
+            ("dim", dim),
+            ("write_queue_size", write_queue_size),
+            ("sync_interval_s", sync_interval_s),
+            ("sweep_interval_s", sweep_interval_s),
+            ("candidates", candidates),
+            ("doc_cache_size", doc_cache_size),
+        ):
+            if not value > 0:
+                raise CacheError(f"{name} must be > 0, got {value!r}")
         if auto_migrate:
             try:
                 await migrate_async(url)
@@ -141,6 +159,7 @@ class SemanticCache:
             sync_interval_s=sync_interval_s,
             sweep_interval_s=sweep_interval_s,
             candidates=candidates,
+            doc_cache_size=doc_cache_size,
         )
         try:
             await self._load()

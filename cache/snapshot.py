@@ -19,6 +19,7 @@ import json
 import logging
 import os
 import shutil
+import sys
 import time
 from collections.abc import Callable
 from concurrent.futures import Executor
@@ -40,11 +41,12 @@ _T = TypeVar("_T")
 def meta_from_row(r: sa.Row[Any]) -> EntryMeta:
     return EntryMeta(
         entry_id=int(r.id),
-        tenant=r.tenant,
-        model_alias=r.model_alias,
-        fingerprint=r.fingerprint,
-        category=r.category,
-        tier=r.tier,
+        # Interned: these repeat across entries, and 1M rows would hold 1M copies.
+        tenant=sys.intern(r.tenant),
+        model_alias=sys.intern(r.model_alias),
+        fingerprint=sys.intern(r.fingerprint),
+        category=sys.intern(r.category),
+        tier=sys.intern(r.tier),
         exact_hash=r.exact_hash,
         created_at=float(r.created_at),
         expires_at=float(r.expires_at),

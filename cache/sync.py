@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import sys
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -157,11 +158,11 @@ class Background:
             metas.append(
                 EntryMeta(
                     entry_id=eid,
-                    tenant=row["tenant"],
-                    model_alias=row["model_alias"],
-                    fingerprint=row["fingerprint"],
-                    category=row["category"],
-                    tier=row["tier"],
+                    tenant=sys.intern(row["tenant"]),
+                    model_alias=sys.intern(row["model_alias"]),
+                    fingerprint=sys.intern(row["fingerprint"]),
+                    category=sys.intern(row["category"]),
+                    tier=sys.intern(row["tier"]),
                     exact_hash=row["exact_hash"],
                     created_at=row["created_at"],
                     expires_at=row["expires_at"],

@@ -180,3 +180,8 @@ async def test_full_queue_drops_and_counts(sqlite_url: str) -> None:
         assert (counters.submitted, counters.dropped_queue_full, counters.entries) == (2, 3, 2)
     finally:
         await c.close()
+
+
+async def test_open_names_a_bad_argument(sqlite_url: str) -> None:
+    with pytest.raises(CacheError, match="candidates must be > 0, got 0"):
+        await SemanticCache.open(sqlite_url, candidates=0)
