@@ -120,6 +120,8 @@ class MemIndex:
         self.rows = VectorRows(dim, capacity)
         # Group/tenant key -> (ids, slots) arrays for exact search; dropped on change.
         self._arrays_cache: dict[object, IdsSlots] = {}
+        # (category, tenant) -> [live entries, bytes], kept up to date for cheap stats.
+        self.totals: dict[tuple[str, str], list[int]] = {}
         self._expiry: list[tuple[float, int]] = []  # heap; stale items skipped when popped
         # Labels of a loaded snapshot not yet adopted -> (row in _pre_vectors, tenant).
         self._preloaded: dict[int, tuple[int, str]] = {}
@@ -157,6 +159,9 @@ class MemIndex:
         self.tenants.setdefault(m.tenant, set()).add(m.entry_id)
         self._arrays_cache.pop(m.group, None)
         self._arrays_cache.pop(m.tenant, None)
+        total = self.totals.setdefault((m.category, m.tenant), [0, 0])
+        total[0] += 1
+        total[1] += m.nbytes
 
     def remove(self, entry_ids: list[int]) -> list[EntryMeta]:
         """Forgets entries (idempotent); their graph slots become reusable."""
@@ -173,6 +178,9 @@ class MemIndex:
             _discard(self.tenants, m.tenant, eid)
             self._arrays_cache.pop(m.group, None)
             self._arrays_cache.pop(m.tenant, None)
+            total = self.totals[(m.category, m.tenant)]
+            total[0] -= 1
+            total[1] -= m.nbytes
             gone.append(m)
         return gone
 

@@ -456,11 +456,7 @@ class SemanticCache:
 
 
 def _live_counts(index: MemIndex) -> dict[tuple[str, str], tuple[int, int]]:
-    out: dict[tuple[str, str], tuple[int, int]] = {}
-    for m in index.meta.values():
-        n, b = out.get((m.category, m.tenant), (0, 0))
-        out[(m.category, m.tenant)] = (n + 1, b + m.nbytes)
-    return out
+    return {key: (n, b) for key, (n, b) in index.totals.items() if n}
 
 
 def _filter(category: str | None, tenant: str | None, text: str | None) -> sa.ColumnElement[bool]:
