@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
 
 Tier = Literal["small", "large"]
 NAME = r"^[A-Za-z0-9_.:\-]{1,64}$"
+MAX_OFFSET = 1_000_000_000  # SQL integers; paging past this is a client bug
 
 
 class _Request(BaseModel):

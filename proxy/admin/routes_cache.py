@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Path, Query
 
 from cache import CacheUnavailable, CategoryStats, SemanticCache
 from proxy.admin.deps import AdminDep
 from proxy.admin.models import (
+    MAX_OFFSET,
     CacheStatRow,
     CacheStats,
     Deleted,
@@ -74,7 +75,7 @@ async def list_entries(
     q: Annotated[
         str | None, Query(max_length=1000, description="text the request contains")
     ] = None,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
 ) -> EntryPage:
     """Live entries, newest first."""
@@ -89,7 +90,7 @@ async def list_entries(
 
 
 @router.delete("/entries/{entry_id}", response_model=Deleted)
-async def delete_entry(a: AdminDep, entry_id: int) -> Deleted:
+async def delete_entry(a: AdminDep, entry_id: Annotated[int, Path(ge=1, le=2**63 - 1)]) -> Deleted:
     """Deletes one entry on every replica (404 when there is no live entry of that id)."""
     cache, state = _cache(a), a.state
     await cache.delete(entry_id)

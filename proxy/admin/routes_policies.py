@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Path, Query
 
 from cache import CategoryPolicy, PolicyError
 from proxy.admin.deps import AdminDep, refuse
 from proxy.admin.models import (
+    MAX_OFFSET,
+    NAME,
     AuditItem,
     AuditPage,
     PolicyCreate,
@@ -24,6 +26,7 @@ from proxy.errors import Conflict, InvalidRequest, NotFound
 router = APIRouter(tags=["admin: policies"])
 FIELDS = tuple(PolicyFields.model_fields)
 NULLABLE = frozenset({"equivalence_threshold", "threshold_floor"})
+Category = Annotated[str, Path(pattern=NAME, description="a category name")]
 
 
 def _values(policy: CategoryPolicy) -> PolicyValues:
@@ -82,7 +85,7 @@ async def list_policies(a: AdminDep) -> PolicyList:
 
 
 @router.get("/policies/{category}", response_model=PolicyView)
-async def read_policy(a: AdminDep, category: str) -> PolicyView:
+async def read_policy(a: AdminDep, category: Category) -> PolicyView:
     return _view(a, category)
 
 
@@ -99,14 +102,14 @@ async def create_policy(a: AdminDep, body: PolicyCreate) -> PolicyView:
 
 
 @router.put("/policies/{category}", response_model=PolicyView)
-async def replace_policy(a: AdminDep, category: str, body: PolicyFields) -> PolicyView:
+async def replace_policy(a: AdminDep, category: Category, body: PolicyFields) -> PolicyView:
     """Replaces the override: fields left out take their configured values."""
     async with a.state.lock:
         return await _save(a, category, _given(body), "replace")
 
 
 @router.patch("/policies/{category}", response_model=PolicyView)
-async def patch_policy(a: AdminDep, category: str, body: PolicyFields) -> PolicyView:
+async def patch_policy(a: AdminDep, category: Category, body: PolicyFields) -> PolicyView:
     """Changes only the fields sent; the others keep their current values."""
     async with a.state.lock:
         old = a.state.overrides.get(category)
@@ -115,7 +118,7 @@ async def patch_policy(a: AdminDep, category: str, body: PolicyFields) -> Policy
 
 
 @router.delete("/policies/{category}", response_model=PolicyView)
-async def delete_policy(a: AdminDep, category: str) -> PolicyView:
+async def delete_policy(a: AdminDep, category: Category) -> PolicyView:
     """Drops the override: the category goes back to its configured policy."""
     state = a.state
     async with state.lock:
@@ -131,7 +134,7 @@ async def delete_policy(a: AdminDep, category: str) -> PolicyView:
 @router.get("/audit", response_model=AuditPage, tags=["admin: audit"])
 async def audit(
     a: AdminDep,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     kind: Annotated[str | None, Query(pattern="^(policy|key|router|category|cache)$")] = None,
 ) -> AuditPage:
