@@ -92,7 +92,12 @@ class AdminState:
             self.keys = {k.id: k for k in records}
         if "router" in kinds:
             self.router_setting = await self.store.setting(ROUTER_SETTING) or {}
-            self.apply_router(self.router_config(self.router_setting))
+            try:
+                self.apply_router(self.router_config(self.router_setting))
+            except RouterError as exc:
+                # Only when the configuration changed under a stored setting.
+                log.error("admin router setting no longer valid, using configured: %s", exc)
+                self.apply_router(self.configured_router)
 
     def configured_policy(self, category: str) -> CategoryPolicy:
         return self.configured_policies.for_category(category)
@@ -136,13 +141,16 @@ class AdminState:
                     "skipping category change %d (%s %s): %s", op.id, op.action, op.target, exc
                 )
         embed = self.s.embedder.embedder.embed_batch
-        self.s.classifier = await asyncio.to_thread(
-            Classifier.train,
-            defs,
-            embed,
-            min_confidence=clf.min_confidence,
-            fallback=clf.fallback,
-        )
+        try:
+            self.s.classifier = await asyncio.to_thread(
+                Classifier.train,
+                defs,
+                embed,
+                min_confidence=clf.min_confidence,
+                fallback=clf.fallback,
+            )
+        except ClassifierError as exc:
+            log.error("category changes could not be applied; classifier unchanged: %s", exc)
 
     # -- the change feed ----------------------------------------------------------------
     async def sync(self) -> int:
@@ -209,7 +217,7 @@ async def start_admin(services: Services, *, poll_interval_s: float = POLL_INTER
     state = AdminState(services, store, poll_interval_s=poll_interval_s)
     try:
         await state.start()
-    except (Unavailable, RouterError) as exc:
+    except Unavailable as exc:
         log.error("admin state could not be loaded; admin API disabled: %s", exc)
         await store.close()
         return
