@@ -8,7 +8,7 @@ import httpx
 
 from backends.embedding import Embedder
 from tests.admin.conftest import ADMIN_KEY, CLIENT_KEY, admin, error_of, start
-from tests.stack import Stack
+from tests.stack import Stack, free_port
 
 GETS = [
     "/policies",
@@ -92,3 +92,17 @@ def test_openapi_lists_every_admin_route_with_models(stack: Stack) -> None:
             ok = next(c for c in op["responses"] if c.startswith("2"))
             assert "$ref" in op["responses"][ok]["content"]["application/json"]["schema"]
             assert "401" in op["responses"] and "403" in op["responses"]
+
+
+def test_store_down_at_start_up_is_503_not_a_crash(embedder: Embedder) -> None:
+    down = f"postgresql+asyncpg://postgres@127.0.0.1:{free_port()}/nowhere"
+    s = start(embedder, down)
+    try:
+        with admin(s) as a:
+            r = a.get("/policies")
+            assert r.status_code == 503
+            assert "admin store is unavailable" in error_of(r)["message"]
+            assert a.get("/backends").status_code == 200  # needs no store
+            assert a.get("/cache/stats").status_code == 503
+    finally:
+        s.stop()
