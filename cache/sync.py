@@ -23,7 +23,7 @@ from cache.memindex import EntryMeta
 from cache.normalize import exact_key
 from cache.policy import CategoryPolicy
 from cache.schema import OP_PUT, cache_entries
-from cache.snapshot import Loader
+from cache.snapshot import LIVE_CHUNK, Loader
 from cache.types import CacheCounters, NewEntry
 
 if TYPE_CHECKING:
@@ -171,7 +171,7 @@ class Background:
             )
             docs.append(Document.from_row(_RowView(eid, row)))
         vecs = np.stack([np.frombuffer(r["vector"], dtype=np.float32) for r in rows])
-        await cache.on_index(cache.index.add, metas, vecs)
+        await Loader(cache.store, cache.index, cache._executor).add(metas, vecs, LIVE_CHUNK)
         for doc in docs:
             cache.docs.put(doc)
         written: dict[str, list[int]] = {}
@@ -219,7 +219,8 @@ class Background:
                 puts = [e for _, e, op in changes if op == OP_PUT and e not in cache.index.meta]
                 dels = [e for _, e, op in changes if op != OP_PUT]
                 rows = await cache.store.live_rows(puts, cache.clock(), vectors=True)
-                await Loader(cache.store, cache.index, cache._executor).add_rows(rows)
+                loader = Loader(cache.store, cache.index, cache._executor)
+                await loader.add_rows(rows, LIVE_CHUNK)
                 await cache.forget(dels, None)
                 cache.last_seq = changes[-1][0]
                 applied += len(changes)
