@@ -39,6 +39,7 @@ class Authenticator:
         require_keys: bool,
     ) -> None:
         self._keys = dict(keys)
+        self._revoked: set[str] = set()
         self._admin_digest = key_digest(admin_key) if admin_key else None
         self.require_keys = require_keys
 
@@ -60,6 +61,7 @@ class Authenticator:
 
     def revoke_key(self, digest: str) -> None:
         self._keys.pop(digest, None)
+        self._revoked.add(digest)
 
     def client(self, authorization: str | None) -> Principal:
         secret = _bearer(authorization)
@@ -75,9 +77,10 @@ class Authenticator:
             return Principal(tenant=tenant, key_id=digest[:12])
         if self._is_admin(digest):
             return Principal(tenant=DEFAULT_TENANT, key_id="admin", admin=True)
-        if not self.require_keys and not self._keys:
-            # Open mode (loopback default): any bearer value is accepted, like vLLM
-            # without --api-key; the tenant is still 'default'.
+        if not self.require_keys and digest not in self._revoked:
+            # Open mode (the loopback default): an unknown bearer value is served as
+            # tenant 'default', like vLLM without --api-key; known keys keep their
+            # tenants, and a revoked key is refused even here.
             return Principal(tenant=DEFAULT_TENANT, key_id=None)
         raise Unauthorized("invalid API key", code="invalid_api_key")
 

@@ -13,7 +13,10 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from backends.errors import BackendError
+from cache import CacheError
+from classifier import ClassifierError
 from proxy.errors import PayloadTooLarge, ProxyError, body_for, error_body
+from router import RouterError
 
 log = logging.getLogger("cachegate.http")
 
@@ -101,8 +104,8 @@ def install_error_handlers(app: FastAPI) -> None:
             request, 500, error_body("internal server error", "server_error", code="internal_error")
         )
 
-    app.add_exception_handler(ProxyError, on_known)
-    app.add_exception_handler(BackendError, on_known)
+    for known in (ProxyError, BackendError, CacheError, ClassifierError, RouterError):
+        app.add_exception_handler(known, on_known)
     app.add_exception_handler(RequestValidationError, on_validation)
     app.add_exception_handler(StarletteHTTPException, on_http)
     app.add_exception_handler(Exception, on_unexpected)
