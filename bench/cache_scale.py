@@ -83,6 +83,7 @@ async def fill(url: str, vecs: np.ndarray, snap: Path) -> None:
         bytes_per_entry=round((rss_mb() - rss0) * 2**20 / n),
     )
     await lookups(c, vecs)
+    await lookups_during_writes(c, vecs)
     t0 = time.monotonic()
     await c.close()
     report("close+snapshot", seconds=round(time.monotonic() - t0, 2))
@@ -117,6 +118,32 @@ async def lookups(c: SemanticCache, vecs: np.ndarray, q: int = 2000) -> None:
             await c.lookup(s, "unrelated", other, "factual", POLICY)
             kinds["miss_big_group"].append(time.perf_counter() - t0)
     report("lookup", n=n, **{k: pct(v) for k, v in kinds.items() if v})
+
+
+async def lookups_during_writes(c: SemanticCache, vecs: np.ndarray, q: int = 500) -> None:
+    """Semantic lookups while the writer inserts 2000 new entries (write-behind batches)."""
+    rng = np.random.default_rng(3)
+    fresh = rng.normal(size=(2000, vecs.shape[1])).astype(np.float32)
+    for j, v in enumerate(fresh):
+        c.submit(
+            NewEntry(
+                scope=scope_of(j),
+                category="factual",
+                text=f"new {j}",
+                vector=v,
+                response=RESPONSE,
+                backend="b",
+                tier="large",
+            ),
+            POLICY,
+        )
+    samples = []
+    for i in rng.integers(0, len(vecs), size=q):
+        t0 = time.perf_counter()
+        await c.lookup(scope_of(int(i)), "paraphrase", vecs[int(i)], "factual", POLICY)
+        samples.append(time.perf_counter() - t0)
+    await c.flush()
+    report("lookup_during_writes", n=len(vecs), semantic=pct(samples))
 
 
 async def restart(url: str, dim: int, snap: Path | None, label: str) -> None:

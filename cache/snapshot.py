@@ -35,7 +35,7 @@ from cache.store import DocumentStore
 
 log = logging.getLogger(__name__)
 FORMAT = 1
-LIVE_CHUNK = 32
+LIVE_CHUNK = 8
 Matrix = np.ndarray[Any, np.dtype[np.float32]]
 _T = TypeVar("_T")
 
