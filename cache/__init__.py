@@ -6,6 +6,7 @@ policies (threshold, TTL, quota, eviction), multi-replica sync through a change 
 index snapshots. See :class:`SemanticCache`.
 """
 
+from cache.equivalence import EquivalenceChecker, EquivalenceError, EquivalenceVerdict
 from cache.errors import CacheError, CacheUnavailable, EntryNotFound, PolicyError
 from cache.migrate import migrate, migrate_async
 from cache.normalize import exact_key, normalise_text
@@ -34,6 +35,9 @@ __all__ = [
     "Checker",
     "EntryInfo",
     "EntryNotFound",
+    "EquivalenceChecker",
+    "EquivalenceError",
+    "EquivalenceVerdict",
     "Eviction",
     "Neighbour",
     "NewEntry",
