@@ -5,7 +5,8 @@ Hierarchy::
     CacheError
     ├── PolicyError        a policy value is out of range (the message names the field)
     ├── CacheUnavailable   the document store cannot be reached; the proxy treats it as a miss
-    └── EntryNotFound      an admin call named an entry that does not exist (or is deleted)
+    ├── EntryNotFound      an admin call named an entry that does not exist (or is deleted)
+    └── EquivalenceError   bad argument/artifact of the equivalence check (cache.equivalence)
 
 SQLAlchemy and database-driver errors are translated into ``CacheUnavailable`` at the
 store's edge with ``raise ... from exc``; nothing outside ``cache`` sees them.
