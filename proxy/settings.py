@@ -62,12 +62,47 @@ class AuthSettings(_Strict):
     keys: tuple[ApiKeySettings, ...] = ()
 
 
+class TenantLimitSettings(_Strict):
+    """Usage limits of one tenant (None: unlimited); see ``proxy.limits``."""
+
+    requests_per_minute: int | None = Field(None, ge=1)
+    tokens_per_minute: int | None = Field(None, ge=1)
+    budget_dollars: float | None = Field(None, ge=0)
+
+
 class LimitSettings(_Strict):
-    """Input bounds, each refused with a 400 naming the parameter."""
+    """Input bounds, each refused with a 400 naming the parameter, and usage limits
+    (requests/tokens per minute, a cost budget per period), each refused with a 429."""
 
     max_messages: int = Field(512, ge=1)
     max_total_chars: int = Field(400_000, ge=1)
     max_tokens_ceiling: int | None = Field(None, ge=1)
+    # Defaults for every tenant; ``tenants`` overrides them per tenant (field by field).
+    requests_per_minute: int | None = Field(None, ge=1)
+    tokens_per_minute: int | None = Field(None, ge=1)
+    budget_dollars: float | None = Field(None, ge=0)
+    budget_period_s: float = Field(86_400.0, ge=60)
+    sync_interval_s: float = Field(0.5, gt=0, le=60)
+    tenants: dict[str, TenantLimitSettings] = Field(default_factory=dict)
+
+
+class TenantPrivacySettings(_Strict):
+    """What is stored for one tenant; unset fields take ``privacy``'s defaults."""
+
+    cache: bool | None = None
+    request_log: bool | None = None
+    store_prompts: bool | None = None
+
+
+class PrivacySettings(_Strict):
+    """What cachegate stores per tenant (see ``proxy.privacy``)."""
+
+    cache: bool = True  # off: the tenant's requests neither read nor write the cache
+    request_log: bool = False  # the request log for router training
+    store_prompts: bool = False  # prompt text in the request log
+    log_retention_s: float = Field(30 * 86_400.0, gt=0)
+    log_queue_size: int = Field(10_000, ge=1)
+    tenants: dict[str, TenantPrivacySettings] = Field(default_factory=dict)
 
 
 class PriceSettings(_Strict):
@@ -205,6 +240,7 @@ class Settings(_Strict):
     categories: tuple[CategorySettings, ...] = ()
     router: RouterSettings = RouterSettings()
     adaptive: AdaptiveSettings = AdaptiveSettings()
+    privacy: PrivacySettings = PrivacySettings()
 
     @model_validator(mode="after")
     def _unique_names(self) -> Settings:
