@@ -11,6 +11,7 @@ Hierarchy::
         ├── NotFound         404 unknown model, unknown entry
         ├── Conflict         409 the thing to create exists already
         ├── PayloadTooLarge  413 body over the configured limit
+        ├── RateLimited      429 a usage limit is reached (carries retry_after)
         └── Unavailable      503 a store the request needs is down or not configured
 
 Errors from other packages (``backends``, ``cache`` ...) are mapped to HTTP in
@@ -79,6 +80,15 @@ class Unavailable(RequestError):
     pass
 
 
+class RateLimited(RequestError):
+    """A usage limit is reached; ``retry_after`` (seconds) becomes the Retry-After header."""
+
+    def __init__(self, message: str, *, retry_after: float, limit: str) -> None:
+        super().__init__(message, code="rate_limit_exceeded")
+        self.retry_after = retry_after
+        self.limit = limit
+
+
 @dataclass(frozen=True)
 class ErrorSpec:
     status: int
@@ -94,6 +104,7 @@ STATUS_TABLE: tuple[tuple[type[BaseException], ErrorSpec], ...] = (
     (NotFound, ErrorSpec(404, "invalid_request_error", "not_found")),
     (Conflict, ErrorSpec(409, "invalid_request_error", "conflict")),
     (PayloadTooLarge, ErrorSpec(413, "invalid_request_error", "payload_too_large")),
+    (RateLimited, ErrorSpec(429, "rate_limit_error", "rate_limit_exceeded")),
     (Unavailable, ErrorSpec(503, "service_unavailable", "unavailable")),
     # Domain errors reaching a route (the admin API): values refused, names unknown.
     (PolicyError, ErrorSpec(400, "invalid_request_error", "invalid_policy")),
