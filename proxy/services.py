@@ -21,8 +21,14 @@ from backends.embedding import Embedder
 from backends.pool import BackendPool
 from backends.sim import SimServer
 from backends.transport import HttpTransport, Timeouts, Transport
-from cache import CacheError, CacheUnavailable, CategoryPolicy, PolicySet, SemanticCache
-from cache.equivalence import EquivalenceChecker
+from cache import (
+    CacheError,
+    CacheUnavailable,
+    CategoryPolicy,
+    EquivalenceChecker,
+    PolicySet,
+    SemanticCache,
+)
 from classifier import Classifier
 from classifier.classifier import DEFAULT_MIN_CONFIDENCE
 from proxy.adaptive import AdaptiveController

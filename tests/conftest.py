@@ -5,6 +5,8 @@ from collections.abc import Iterator
 import pytest
 
 from backends import OnnxEmbedder
+from tests.pg import pg_server, pg_url  # noqa: F401  (session PostgreSQL fixtures for every package)
+from tests.stack import Stack
 
 
 @pytest.fixture(scope="session")
@@ -14,8 +16,6 @@ def embedder() -> OnnxEmbedder:
 
 
 @pytest.fixture
-def stack(embedder: OnnxEmbedder) -> Iterator[object]:
-    from tests.stack import Stack
-
+def stack(embedder: OnnxEmbedder) -> Iterator[Stack]:
     with Stack(embedder) as s:
         yield s
