@@ -5,7 +5,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from classifier import ArtifactError, Corpus, HeadArtifact, load_artifact, save_artifact
+from classifier import (
+    ArtifactError,
+    Corpus,
+    HeadArtifact,
+    load_artifact,
+    load_default_definitions,
+    save_artifact,
+)
+from classifier.artifact import load_default_artifact
 from classifier.head import HeadConfig, fit_mixture_head
 
 
@@ -39,3 +47,13 @@ def test_corrupt_artifact_is_refused(tmp_path: Path) -> None:
     path.write_bytes(b"not a zip")
     with pytest.raises(ArtifactError):
         load_artifact(path)
+
+
+def test_committed_artifact_matches_the_committed_definitions() -> None:
+    art = load_default_artifact()
+    defs = load_default_definitions()
+    assert art.head.labels == tuple(d.name for d in defs)
+    # Every seed example has its vector stored: rerun scripts/train_classifier.py
+    # after editing classifier/data/default_categories.yaml.
+    assert set(art.example_vectors) == {e for d in defs for e in d.examples}
+    assert art.evaluation is not None and art.evaluation.kind == "holdout"
