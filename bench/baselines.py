@@ -110,19 +110,24 @@ class GptCacheService:
             config=Config(similarity_threshold=threshold),
         )
         self.thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gptcache")
+        # Embedding runs beside GPTCache's thread (ONNX Runtime releases the GIL), as
+        # cachegate's embedder does beside its index thread.
+        self.embed_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="embed")
+
+    def embed(self, text: str) -> None:
+        self._vectors[text] = self.embedder.embed_batch([text])[0]
 
     def _embed(self, text: str, **_: Any) -> np.ndarray:
         # get() then put() of one miss embed the same text: compute it once.
-        v = self._vectors.pop(text, None)
-        if v is None:
-            v = self.embedder.embed_batch([text])[0]
-            self._vectors[text] = v
-        return v
+        v = self._vectors.get(text)
+        return self.embedder.embed_batch([text])[0] if v is None else v
 
     def get(self, text: str) -> str | None:
         from gptcache.adapter.api import get
 
         answer = get(text, cache_obj=self.cache)
+        if answer is not None:
+            self._vectors.pop(text, None)
         return None if answer is None else str(answer)
 
     def put(self, text: str, answer: str) -> None:
@@ -146,6 +151,7 @@ def gptcache_app(service: GptCacheService, backend: str, model: str) -> web.Appl
         body = await request.json()
         text = str(body["messages"][-1]["content"])
         loop = asyncio.get_running_loop()
+        await loop.run_in_executor(service.embed_pool, service.embed, text)
         cached = await loop.run_in_executor(service.thread, service.get, text)
         if cached is not None:
             return web.Response(

@@ -33,6 +33,7 @@ import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -226,6 +227,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     p.add_argument("--global-threshold", type=float, help="skip fitting; cosine threshold")
     p.add_argument("--no-equivalence", action="store_true")
     p.add_argument("--json", type=Path, help="write summaries here")
+    p.add_argument("--dump", type=Path, help="write every request's outcome here (JSONL)")
     args = p.parse_args(argv)
     # A plain kill should still stop the processes this one started (context managers).
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
@@ -251,7 +253,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     gpt_t = gptcache_threshold(global_t)
     results = asyncio.run(run_variants(args, test, global_t, gpt_t))
     summaries: dict[str, Summary] = {}
-    out: dict[str, Any] = {"machine": machine(), "args": vars(args) | {"json": str(args.json)},
+    out: dict[str, Any] = {"machine": machine(), "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
                            "global_threshold": global_t, "gptcache_threshold": gpt_t}  # fmt: skip
     for name, outcomes in results.items():
         cats = by_category(outcomes)
@@ -263,6 +265,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     print(comparison_table(summaries, "none" if "none" in summaries else None))
     if args.json:
         args.json.write_text(json.dumps(out, indent=1))
+    if args.dump:
+        with args.dump.open("w") as fh:
+            for name, outcomes in results.items():
+                for o in outcomes:
+                    row = {"variant": name, **asdict(o.request), **asdict(o)}
+                    del row["request"]
+                    fh.write(json.dumps(row) + "\n")
 
 
 if __name__ == "__main__":
