@@ -227,6 +227,7 @@ def main() -> None:
         "held_out_pairs": len(held),
         "cosine_auc": auc(cos, yh),
         "cosine_recall_at_p90": recall_at_precision(cos, yh, 0.9),
+        "model_alone_auc": auc(logits, yh),  # vetoes ignored: what they cost on QQP labels
         "checker_auc": auc(scores, yh),
         "checker_recall_at_p90": recall_at_precision(scores, yh, 0.9),
         "default_threshold_precision": float(yh[at_default].mean()),
