@@ -249,8 +249,16 @@ class Classifier:
             if self._embed is None:
                 raise InputError("new examples need an embed function (pass embed=...)")
             vectors = np.asarray(self._embed(missing), dtype=np.float32)
-            if vectors.shape[0] != len(missing):
-                raise InputError(f"embed returned {vectors.shape[0]} rows for {len(missing)} texts")
+            dim = self._corpus.vectors.shape[1] if len(self._corpus.categories) else None
+            if (
+                vectors.ndim != 2
+                or vectors.shape[0] != len(missing)
+                or (dim is not None and vectors.shape[1] != dim)
+            ):
+                raise InputError(
+                    f"embed returned shape {vectors.shape} for {len(missing)} texts"
+                    + (f" (expected width {dim})" if dim else "")
+                )
             self._vectors.update(zip(missing, vectors, strict=True))
         corpus = self._corpus.only(set(labels))
         texts = [e for d in defs for e in d.examples]

@@ -160,3 +160,12 @@ def test_config_category_replacing_a_default(embedder: OnnxEmbedder) -> None:
     assert creative.examples == mine.examples
     with pytest.raises(DefinitionError, match="no config definition"):
         Classifier.load_default(embed=embedder.embed_batch, replace=["code"])
+
+
+def test_embed_of_the_wrong_width_is_refused() -> None:
+    def embed(texts: object) -> np.ndarray:
+        return np.zeros((1, 10), dtype=np.float32)
+
+    clf = Classifier.load_default(embed=embed)
+    with pytest.raises(InputError, match="expected width 384"):
+        clf.add_examples("code", ["how do I profile a Go program?"])
