@@ -30,12 +30,16 @@ from cache import (
     SemanticCache,
 )
 from classifier import Classifier
-from classifier.classifier import DEFAULT_MIN_CONFIDENCE
 from proxy.adaptive import AdaptiveController
 from proxy.auth import Authenticator
+from proxy.errors import Unavailable
 from proxy.feedback import ResponseLog
+from proxy.limits import Limiter
+from proxy.limits_store import OpsStore
 from proxy.metrics import BackendCollector, CacheCollector, CacheSnapshot, Metrics
-from proxy.settings import BackendSettings, EmbedderSettings, Settings
+from proxy.privacy import Privacy
+from proxy.request_log import RequestLog
+from proxy.settings import BackendSettings, EmbedderSettings, PrivacySettings, Settings
 from proxy.wiring import (
     build_adaptive,
     build_definitions,
@@ -76,6 +80,10 @@ class Services:
     adaptive: AdaptiveController | None = None
     checker: EquivalenceChecker | None = None
     cache_snapshot: CacheSnapshot = field(default_factory=CacheSnapshot)
+    privacy: Privacy = field(default_factory=lambda: Privacy(PrivacySettings()))
+    ops_store: OpsStore | None = None  # usage counters and the request log
+    limits: Limiter | None = None
+    request_log: RequestLog | None = None
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     async def refresh_cache_snapshot(self) -> None:
@@ -108,6 +116,7 @@ class Services:
             await self.admin.close()
         if self.cache is not None:
             await self.cache.close()  # flushes the write-behind queue
+        await close_ops(self)
         await self.embedder.close()
         await self.pool.aclose()
         for sim in self.sims:
@@ -222,15 +231,12 @@ async def build_services(
     )
     metrics.add_collector(CacheCollector(lambda: services.cache_snapshot))
     if settings.classifier.enabled:
-        min_confidence = settings.classifier.min_confidence
-        services.classifier = await asyncio.to_thread(
-            partial(
-                Classifier.load_default,
-                model.embed_batch,
-                extra=build_definitions(settings.categories),
-                min_confidence=DEFAULT_MIN_CONFIDENCE if min_confidence is None else min_confidence,
-            )
+        load = partial(
+            Classifier.load_default, model.embed_batch, extra=build_definitions(settings.categories)
         )
+        if settings.classifier.min_confidence is not None:
+            load = partial(load, min_confidence=settings.classifier.min_confidence)
+        services.classifier = await asyncio.to_thread(load)
     if settings.router.enabled:
         services.router = await asyncio.to_thread(
             load_router, settings.router.artifact, router_config
@@ -248,6 +254,7 @@ async def build_services(
         services._tasks.append(
             asyncio.create_task(services.adaptive.run(settings.adaptive.interval_s))
         )
+    await open_ops(services)
     if settings.cache.enabled:
         try:
             services.cache = await open_cache(settings, batching.dim, services.checker)
@@ -255,6 +262,33 @@ async def build_services(
             log.error("cache store unreachable at start-up, serving without cache: %s", exc)
             services._tasks.append(asyncio.create_task(_keep_opening_cache(services)))
     return services
+
+
+async def open_ops(services: Services) -> None:
+    """Usage limits and the request log share one store; when it is down at start-up
+    limits are enforced per replica and log rows are dropped until it is back."""
+    settings, registry = services.settings, services.metrics.registry
+    services.privacy = Privacy(settings.privacy)
+    store = services.ops_store = OpsStore(settings.storage.url)
+    try:
+        await store.prepare()
+    except Unavailable as exc:
+        log.error("limits/request-log store unreachable at start-up: %s", exc)
+    services.limits = Limiter(settings.limits, store, registry)
+    services.request_log = RequestLog(store, settings.privacy, registry)
+    services._tasks.append(asyncio.create_task(services.limits.run()))
+    services._tasks.append(asyncio.create_task(services.request_log.run()))
+
+
+async def close_ops(services: Services) -> None:
+    """Sends the last limit deltas and writes the queued log rows (after the run tasks
+    were cancelled), then closes the store."""
+    if services.limits is not None:
+        await services.limits.close()
+    if services.request_log is not None:
+        await services.request_log.flush()
+    if services.ops_store is not None:
+        await services.ops_store.close()
 
 
 async def start_simulation(cfg: BackendSettings) -> SimServer:
