@@ -11,7 +11,9 @@ from fastapi import FastAPI
 from backends.embedding import Embedder
 from backends.transport import Transport
 from proxy import admin, routes_openai, routes_ops
+from proxy.errors import RateLimited
 from proxy.http import RequestIdMiddleware, install_error_handlers
+from proxy.limits import on_rate_limited
 from proxy.services import build_services
 from proxy.settings import Settings
 
@@ -49,6 +51,7 @@ def create_app(
     )
     app.add_middleware(RequestIdMiddleware)
     install_error_handlers(app)
+    app.add_exception_handler(RateLimited, on_rate_limited)  # adds Retry-After
     app.include_router(routes_openai.router)
     app.include_router(routes_ops.router)
     admin.install(app)

@@ -24,6 +24,7 @@ from cache import CacheError, CacheHit, CacheScope, CategoryPolicy, Neighbour
 from proxy.auth import Principal
 from proxy.errors import InvalidRequest, NotFound
 from proxy.feedback import ResponseRecord
+from proxy.limits import estimate_prompt_tokens
 from proxy.normalise import (
     Normalised,
     has_non_text_parts,
@@ -32,6 +33,7 @@ from proxy.normalise import (
 )
 from proxy.protocol import ChatCompletionRequest, CompletionRequest, validate
 from proxy.relay import Relay, StoreIntent
+from proxy.request_log import account
 from proxy.services import Services
 from proxy.settings import LimitSettings
 from proxy.streaming import new_id, replay_events
@@ -104,6 +106,23 @@ class Pipeline:
         principal: Principal,
         body: dict[str, Any],
         *,
+        endpoint: Endpoint,
+        control: CacheControl,
+        trace: Trace,
+    ) -> Response:
+        """Usage limits first (429 before any work), the tenant's privacy settings,
+        then the request; limits are charged and the request logged once it is sent."""
+        if self.s.limits is not None:
+            self.s.limits.admit(principal.tenant, estimate_prompt_tokens(body))
+        if not self.s.privacy.for_tenant(principal.tenant).cache:
+            control = CacheControl(no_cache=True, no_store=True)
+        response = await self._serve(principal, body, endpoint, control, trace)
+        return account(self.s, principal.tenant, body, trace, response)
+
+    async def _serve(
+        self,
+        principal: Principal,
+        body: dict[str, Any],
         endpoint: Endpoint,
         control: CacheControl,
         trace: Trace,
