@@ -8,9 +8,10 @@ one (closed loop for the concurrency table, open loop with Poisson arrivals for 
 sweep).
 
 - miss: unique prompts (never cached before);
-- semantic hit: prompts stored first, then asked again reworded (lower-cased first letter,
-  no question mark), so the exact tier misses and the HNSW tier + equivalence check serve;
-  the table shows how many were semantic hits;
+- semantic hit: real questions (Natural Questions, from ../shared/data) stored first, then
+  asked again reworded (lower-cased first letter, no question mark), so the exact tier
+  misses and the HNSW tier + equivalence check serve; the table shows how many were
+  semantic hits (a reworded text that missed is stored, and later counts as an exact hit);
 - direct: the same bodies sent to the simulated backend.
 
     .venv/bin/python -m bench.overhead_matrix [--requests 1000] [--concurrency 1 32 128]
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import tempfile
 import time
 from collections.abc import Callable
@@ -32,10 +34,7 @@ import numpy as np
 
 from bench.procs import machine
 from bench.targets import artifact_present, cachegate, cachegate_config, sim
-
-TOPICS = ("sort a list in python", "reverse a string in java", "capital of france",
-          "boiling point of water", "tallest mountain in africa", "read a csv file with pandas",
-          "speed of light in vacuum", "largest planet in the solar system")  # fmt: skip
+from bench.workload import data_path
 
 
 @dataclass(frozen=True)
@@ -109,13 +108,23 @@ async def open_loop(url: str, bodies: Callable[[int], dict[str, Any]], rate: flo
         return _run(out, time.perf_counter() - t0)
 
 
-def stored_text(i: int) -> str:
-    return f"What is the best way to {TOPICS[i % len(TOPICS)]}, case {i}?"
+def questions(n: int) -> list[str]:
+    """``n`` distinct real questions (Natural Questions, no digits, so no two differ only in
+    a number), capitalised with a question mark: the stored form."""
+    out = []
+    with data_path("categories/labeled_queries_dev.jsonl").open() as fh:
+        for line in fh:
+            row = json.loads(line)
+            text = str(row["text"]).strip()
+            if row["source"] == "nq-open" and not any(c.isdigit() for c in text):
+                out.append(text[0].upper() + text[1:] + "?")
+            if len(out) == n:
+                return out
+    raise RuntimeError(f"only {len(out)} usable questions")
 
 
-def reworded(i: int) -> str:
-    t = stored_text(i).rstrip("?")
-    return t[0].lower() + t[1:]
+def reworded(text: str) -> str:
+    return text[0].lower() + text[1:].rstrip("?")
 
 
 async def measure(args: argparse.Namespace) -> None:
@@ -135,8 +144,9 @@ async def measure(args: argparse.Namespace) -> None:
         ) as proxy,  # fmt: skip
     ):
         direct_url, proxy_url = large + "/chat/completions", proxy + "/chat/completions"
-        n_hit = args.hit_prompts
-        warm = await closed_loop(proxy_url, lambda i: body(stored_text(i), "large"), n_hit, 8)
+        stored = questions(args.hit_prompts)
+        n_hit = len(stored)
+        warm = await closed_loop(proxy_url, lambda i: body(stored[i], "large"), n_hit, 8)
         await asyncio.sleep(1.0)  # write-behind
         print(f"stored {n_hit} prompts ({warm.errors} errors)\n")
         print(
@@ -152,7 +162,9 @@ async def measure(args: argparse.Namespace) -> None:
             miss = await closed_loop(
                 proxy_url, lambda i, c=c: body(f"Unique question {c}-{i}: what about item {i * 7919}?", "large"), n, c
             )  # fmt: skip
-            hit = await closed_loop(proxy_url, lambda i: body(reworded(i % n_hit), "large"), n, c)
+            hit = await closed_loop(
+                proxy_url, lambda i: body(reworded(stored[i % n_hit]), "large"), n, c
+            )
             for label, r in (("miss", miss), ("semantic hit", hit)):
                 hits = sum(s == "hit" for s in r.statuses)
                 print(f"| {label} | {c} | {direct.pct(50):.1f} | {direct.pct(99):.1f} "
@@ -182,7 +194,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--requests", type=int, default=1000)
     p.add_argument("--concurrency", type=int, nargs="+", default=[1, 32, 128])
-    p.add_argument("--hit-prompts", type=int, default=200)
+    p.add_argument("--hit-prompts", type=int, default=300)
     p.add_argument("--rates", type=float, nargs="+", default=[10, 20, 40, 80, 120, 160])
     p.add_argument("--sweep-seconds", type=float, default=10.0)
     asyncio.run(measure(p.parse_args()))
