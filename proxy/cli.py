@@ -17,9 +17,8 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    import uvicorn  # the server is only needed by this command
-
     from proxy.app import create_app
+    from proxy.lifecycle import serve  # the server is only needed by this command
 
     settings = _settings(args)
     host = args.host or settings.server.host
@@ -28,15 +27,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
         settings = settings.model_copy(
             update={"server": settings.server.model_copy(update={"host": host, "port": port})}
         )
-    uvicorn.run(
+    return serve(
         create_app(settings),
         host=host,
         port=port,
         log_level=args.log_level,
-        timeout_graceful_shutdown=int(args.grace_s),
-        access_log=False,
+        grace_s=args.grace_s,
+        drain_s=args.drain_s,
     )
-    return 0
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
@@ -45,6 +43,18 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     settings = _settings(args)
     migrate(settings.storage.url)
     print(f"database at {settings.storage.url} is at the latest schema")
+    return 0
+
+
+def cmd_log_export(args: argparse.Namespace) -> int:
+    """Rated request-log rows as JSONL for ``router.read_records`` (router training)."""
+    import asyncio
+
+    from proxy.request_log import training_export, training_jsonl
+
+    rows = asyncio.run(training_export(_settings(args), args.tenant))
+    Path(args.out).write_text(training_jsonl(rows), encoding="utf-8")
+    print(f"wrote {len(rows)} training records to {args.out}")
     return 0
 
 
@@ -75,11 +85,22 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host")
     serve.add_argument("--port", type=int)
     serve.add_argument("--grace-s", type=float, default=30.0, help="graceful shutdown period")
+    serve.add_argument(
+        "--drain-s", type=float, default=0.0, help="not ready for this long before stopping"
+    )
     serve.set_defaults(func=cmd_serve)
 
     migrate = sub.add_parser("migrate", help="bring the database schema up to date")
     migrate.add_argument("--config")
     migrate.set_defaults(func=cmd_migrate)
+
+    export = sub.add_parser(
+        "export-request-log", help="rated request-log rows as router training JSONL"
+    )
+    export.add_argument("--config")
+    export.add_argument("--out", required=True, help="JSONL file to write")
+    export.add_argument("--tenant", help="only this tenant's rows")
+    export.set_defaults(func=cmd_log_export)
 
     sim = sub.add_parser("sim-backend", help="run a simulated OpenAI-compatible backend")
     sim.add_argument("--profile", choices=["small", "large"], default="small")

@@ -31,7 +31,7 @@ from backends.backend import usage_of
 from proxy.errors import Unavailable
 from proxy.limits_store import OpsStore, request_log
 from proxy.normalise import normalise_chat, normalise_completion
-from proxy.settings import PrivacySettings
+from proxy.settings import PrivacySettings, Settings
 from proxy.streaming import StreamAccumulator
 
 if TYPE_CHECKING:  # services imports this module; types only here
@@ -249,3 +249,12 @@ def _prompt(body: dict[str, Any]) -> str | None:
 
 def training_jsonl(rows: Iterable[dict[str, Any]]) -> str:
     return "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows)
+
+
+async def training_export(settings: Settings, tenant: str | None) -> list[dict[str, Any]]:
+    """:meth:`RequestLog.training_rows` of the configured store (for the CLI)."""
+    store = OpsStore(settings.storage.url)
+    try:
+        return await RequestLog(store, settings.privacy, CollectorRegistry()).training_rows(tenant)
+    finally:
+        await store.close()

@@ -11,14 +11,18 @@ from proxy.admin import (
     routes_cache,
     routes_categories,
     routes_keys,
+    routes_limits,
     routes_policies,
     routes_router,
+    routes_tenants,
 )
 from proxy.admin.deps import ERRORS, admin
 from proxy.admin.state import AdminState, start_admin
 
 router = APIRouter(prefix="/admin", dependencies=[Depends(admin)], responses=ERRORS)
 for _part in (routes_policies, routes_categories, routes_cache, routes_router, routes_keys):
+    router.include_router(_part.router)
+for _part in (routes_limits, routes_tenants):
     router.include_router(_part.router)
 
 
