@@ -77,10 +77,11 @@ def _is_memory(url: str) -> bool:
 
 
 def make_engine(url: str) -> AsyncEngine:
+    # hide_parameters: a driver error's message never carries prompt text into the logs.
     if _is_memory(url):
-        return create_async_engine(url, poolclass=StaticPool)
+        return create_async_engine(url, poolclass=StaticPool, hide_parameters=True)
     if url.startswith("sqlite"):
-        engine = create_async_engine(url, connect_args={"timeout": 5})
+        engine = create_async_engine(url, connect_args={"timeout": 5}, hide_parameters=True)
 
         @sa.event.listens_for(engine.sync_engine, "connect")
         def _pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -90,7 +91,12 @@ def make_engine(url: str) -> AsyncEngine:
 
         return engine
     return create_async_engine(
-        url, pool_pre_ping=True, pool_size=2, max_overflow=2, connect_args={"timeout": 3}
+        url,
+        pool_pre_ping=True,
+        pool_size=2,
+        max_overflow=2,
+        connect_args={"timeout": 3},
+        hide_parameters=True,
     )
 
 
