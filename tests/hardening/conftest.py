@@ -41,8 +41,13 @@ def configure(db: Path | str, tweak: Callable[[Cfg], None] | None = None) -> Cal
     return apply
 
 
-def start(embedder: Embedder, db: Path | str, tweak: Callable[[Cfg], None] | None = None) -> Stack:
-    return Stack(embedder, configure=configure(db, tweak), env=dict(ENV)).start()
+def start(
+    embedder: Embedder,
+    db: Path | str,
+    tweak: Callable[[Cfg], None] | None = None,
+    env: dict[str, str] | None = None,
+) -> Stack:
+    return Stack(embedder, configure=configure(db, tweak), env={**ENV, **(env or {})}).start()
 
 
 def oai(stack: Stack, key: str = KEY_A) -> openai.OpenAI:
