@@ -26,6 +26,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -108,6 +109,14 @@ async def open_loop(url: str, bodies: Callable[[int], dict[str, Any]], rate: flo
         return _run(out, time.perf_counter() - t0)
 
 
+def direct_body(c: int, i: int) -> dict[str, Any]:
+    return body(f"d{c} q{i}", "sim-large")
+
+
+def miss_body(run: str, i: int) -> dict[str, Any]:
+    return body(f"Unique question {run}-{i}: what about item {i * 7919}?", "large")
+
+
 def questions(n: int) -> list[str]:
     """``n`` distinct real questions (Natural Questions, no digits, so no two differ only in
     a number), capitalised with a question mark: the stored form."""
@@ -156,12 +165,8 @@ async def measure(args: argparse.Namespace) -> None:
         print("|---|---|---|---|---|---|---|---|---|---|---|")
         for c in args.concurrency:
             n = args.requests if c > 1 else max(200, args.requests // 4)
-            direct = await closed_loop(
-                direct_url, lambda i, c=c: body(f"d{c} q{i}", "sim-large"), n, c
-            )
-            miss = await closed_loop(
-                proxy_url, lambda i, c=c: body(f"Unique question {c}-{i}: what about item {i * 7919}?", "large"), n, c
-            )  # fmt: skip
+            direct = await closed_loop(direct_url, partial(direct_body, c), n, c)
+            miss = await closed_loop(proxy_url, partial(miss_body, f"{c}"), n, c)
             hit = await closed_loop(
                 proxy_url, lambda i: body(reworded(stored[i % n_hit]), "large"), n, c
             )
@@ -179,9 +184,8 @@ async def measure(args: argparse.Namespace) -> None:
         doubled: float | None = None
         for k, rate in enumerate(args.rates):
             r = await open_loop(
-                proxy_url, lambda i, k=k: body(f"Sweep {k} question {i}: value {i * 31}?", "large"),
-                rate, args.sweep_seconds, k,
-            )  # fmt: skip
+                proxy_url, partial(miss_body, f"sweep {k}"), rate, args.sweep_seconds, k
+            )
             p99 = r.pct(99)
             base = base or p99
             print(f"| {rate:.0f} | {r.rps:.0f} | {r.pct(50):.1f} | {p99:.1f} | {p99 / base:.2f} |")

@@ -45,6 +45,7 @@ from bench.procs import machine
 from bench.report import Outcome, Summary, by_category, category_table, comparison_table
 from bench.targets import artifact_present, cachegate, cachegate_config, gptcache_server, sim
 from bench.workload import TRACES, Workload, build_workload, paraphrase_repeats, reuse_ceiling
+from cache import EquivalenceChecker
 
 ANSWER = re.compile(r"answer to ([0-9a-f]{12})")
 VARIANTS = ("none", "exact", "gptcache", "global", "cachegate")
@@ -162,6 +163,7 @@ def _variant(name: str, small: str, large: str, tmp: Path, global_t: float, gpt_
              equivalence: bool, router: bool) -> Iterator[str]:  # fmt: skip
     db = tmp / f"{name}.db"
     target: AbstractContextManager[str]
+    policy: dict[str, Any]
     if name == "none":
         target = nullcontext(large)
     elif name == "gptcache":
@@ -185,9 +187,13 @@ def _variant(name: str, small: str, large: str, tmp: Path, global_t: float, gpt_
         yield url
 
 
+def equivalence_on(args: argparse.Namespace) -> bool:
+    return artifact_present("cache", "equivalence.npz") and not args.no_equivalence
+
+
 async def run_variants(args: argparse.Namespace, workload: Workload,
                        global_t: float, gpt_t: float) -> dict[str, list[Outcome]]:  # fmt: skip
-    equivalence = artifact_present("cache", "equivalence.npz") and not args.no_equivalence
+    equivalence = equivalence_on(args)
     router = artifact_present("router", "default_router.npz")
     if not equivalence:
         print("note: cachegate runs without the equivalence check "
@@ -209,7 +215,7 @@ async def run_variants(args: argparse.Namespace, workload: Workload,
     return results
 
 
-def main(argv: Sequence[str] | None = None) -> None:
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--trace", default="azure-conv", choices=sorted(TRACES))
     p.add_argument("--speedup", type=float, default=5.0, help="trace seconds per wall second")
@@ -220,40 +226,45 @@ def main(argv: Sequence[str] | None = None) -> None:
     p.add_argument("--max-tokens-cap", type=int, default=64)
     p.add_argument("--latency-scale", type=float, default=1.0)
     p.add_argument(
-        "--model", default="large", help="model cachegate variants ask for (auto: routed)"
+        "--model", default="large", help="what cachegate variants ask for (auto: routed)"
     )
     p.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
     p.add_argument("--max-false", type=float, default=0.01, help="false-hit share the fit allows")
     p.add_argument("--global-threshold", type=float, help="skip fitting; cosine threshold")
+    p.add_argument("--gptcache-threshold", type=float, help="skip fitting; GPTCache's own scale")
     p.add_argument("--no-equivalence", action="store_true")
     p.add_argument("--json", type=Path, help="write summaries here")
     p.add_argument("--dump", type=Path, help="write every request's outcome here (JSONL)")
-    args = p.parse_args(argv)
-    # A plain kill should still stop the processes this one started (context managers).
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    common = dict(trace=args.trace, speedup=args.speedup, minutes=args.minutes,
-                  start_min=args.start_min, max_requests=args.max_requests,
-                  max_tokens_cap=args.max_tokens_cap, seed=args.seed)  # fmt: skip
-    print(f"machine: {machine()}")
-    print(f"command: python -m bench.replay {' '.join(sys.argv[1:] if argv is None else argv)}")
-    test = build_workload(part="test", **common)  # type: ignore[arg-type]
-    print(f"workload: {len(test.requests)} requests over {test.requests[-1].at_s:.0f} s "
-          f"({args.trace}, speedup {args.speedup}), intents reused by "
-          f"{reuse_ceiling(test.requests):.1%} of requests (a perfect cache's hit rate), "
-        f"{paraphrase_repeats(test.requests)} of them in new words")  # fmt: skip
-    global_t = args.global_threshold
-    if global_t is None and {"global", "gptcache"} & set(args.variants):
-        dev = build_workload(part="dev", **common)  # type: ignore[arg-type]
-        best, _ = fit_threshold(dev.requests, args.max_false)
-        global_t = best.threshold
-        print(f"fitted on dev ({len(dev.requests)} requests, disjoint intents): cosine "
-              f"{global_t:.2f} -> {best.hits / best.requests:.1%} hits, "
+    return p.parse_args(argv)
+
+
+def fit(args: argparse.Namespace, common: dict[str, Any]) -> tuple[float, float]:
+    """(cosine threshold of the global variant, GPTCache threshold), fitted on dev."""
+    global_t, gpt_t = args.global_threshold, args.gptcache_threshold
+    if global_t is not None or not {"global", "gptcache"} & set(args.variants):
+        global_t = global_t or 0.9
+        return global_t, gpt_t or gptcache_threshold(global_t)
+    dev = build_workload(part="dev", **common)
+    best, _ = fit_threshold(dev.requests, args.max_false)
+    print(f"fitted on dev ({len(dev.requests)} requests, disjoint intents), cosine only "
+          f"(GPTCache): {best.threshold:.2f} -> {best.hits / best.requests:.1%} hits, "
+          f"{best.false_share:.2%} false hits / hits")  # fmt: skip
+    gpt_t = gpt_t or gptcache_threshold(best.threshold)
+    if equivalence_on(args):
+        # cachegate's global variant keeps the equivalence check: fit it with the check.
+        checker = EquivalenceChecker.load_default()
+        best, _ = fit_threshold(dev.requests, args.max_false, checker=checker)
+        print(f"  with cachegate's equivalence check (global variant): {best.threshold:.2f} "
+              f"-> {best.hits / best.requests:.1%} hits, "
               f"{best.false_share:.2%} false hits / hits")  # fmt: skip
-    global_t = global_t or 0.9
-    gpt_t = gptcache_threshold(global_t)
-    results = asyncio.run(run_variants(args, test, global_t, gpt_t))
+    return best.threshold, gpt_t
+
+
+def write_outputs(args: argparse.Namespace, results: dict[str, list[Outcome]],
+                  global_t: float, gpt_t: float) -> None:  # fmt: skip
     summaries: dict[str, Summary] = {}
-    out: dict[str, Any] = {"machine": machine(), "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+    given = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
+    out: dict[str, Any] = {"machine": machine(), "args": given,
                            "global_threshold": global_t, "gptcache_threshold": gpt_t}  # fmt: skip
     for name, outcomes in results.items():
         cats = by_category(outcomes)
@@ -272,6 +283,25 @@ def main(argv: Sequence[str] | None = None) -> None:
                     row = {"variant": name, **asdict(o.request), **asdict(o)}
                     del row["request"]
                     fh.write(json.dumps(row) + "\n")
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = parse_args(argv)
+    # A plain kill should still stop the processes this one started (context managers).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    common: dict[str, Any] = dict(trace=args.trace, speedup=args.speedup, minutes=args.minutes,
+                                  start_min=args.start_min, max_requests=args.max_requests,
+                                  max_tokens_cap=args.max_tokens_cap, seed=args.seed)  # fmt: skip
+    print(f"machine: {machine()}")
+    print(f"command: python -m bench.replay {' '.join(sys.argv[1:] if argv is None else argv)}")
+    test = build_workload(part="test", **common)
+    print(f"workload: {len(test.requests)} requests over {test.requests[-1].at_s:.0f} s "
+          f"({args.trace}, speedup {args.speedup}), intents reused by "
+          f"{reuse_ceiling(test.requests):.1%} of requests (a perfect cache's hit rate), "
+          f"{paraphrase_repeats(test.requests)} of them in new words")  # fmt: skip
+    global_t, gpt_t = fit(args, common)
+    results = asyncio.run(run_variants(args, test, global_t, gpt_t))
+    write_outputs(args, results, global_t, gpt_t)
 
 
 if __name__ == "__main__":

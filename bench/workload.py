@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -123,7 +124,7 @@ def data_path(rel: str, root: Path | None = None) -> Path:
     return path
 
 
-def _jsonl(path: Path) -> list[dict[str, object]]:
+def _jsonl(path: Path) -> list[dict[str, Any]]:
     with path.open() as fh:
         return [json.loads(line) for line in fh if line.strip()]
 
@@ -180,7 +181,7 @@ def load_families(root: Path | None = None) -> list[Family]:
     fams = _Families()
     # Chit-chat groups first, so their texts keep the group's intent.
     for g in _jsonl(data_path("cache/chitchat_paraphrase_groups_dev.jsonl", root)):
-        qs = [str(q) for q in g["questions"]]  # type: ignore[union-attr]
+        qs = [str(q) for q in g["questions"]]
         for q in qs[1:]:
             fams.same(qs[0], q, "conversation")
     with data_path("cache/gptcache_mock_pairs.json", root).open() as fh:
@@ -253,7 +254,7 @@ def load_trace(name: str, root: Path | None = None) -> list[TracePoint]:
                     float(row["timestamp"]) / 1000,
                     int(row["input_length"]),
                     int(row["output_length"]),
-                )  # type: ignore[arg-type]
+                )
             )
     points.sort()
     t0 = points[0][0]
@@ -261,8 +262,8 @@ def load_trace(name: str, root: Path | None = None) -> list[TracePoint]:
 
 
 def _zipf_weights(n: int, s: float) -> npt.NDArray[np.float64]:
-    w = 1.0 / np.arange(1, n + 1, dtype=np.float64) ** s
-    return w / w.sum()
+    w: npt.NDArray[np.float64] = 1.0 / np.arange(1, n + 1, dtype=np.float64) ** s
+    return w / float(w.sum())
 
 
 def build_workload(
@@ -354,8 +355,8 @@ def _pool(
     many people, in many wordings."""
     multi = [f for f in fams if len(f.intents) > 1 or len(f.intents[0]) > 1]
     single = [f for f in fams if not (len(f.intents) > 1 or len(f.intents[0]) > 1)]
-    rng.shuffle(multi)  # type: ignore[arg-type]
-    rng.shuffle(single)  # type: ignore[arg-type]
+    rng.shuffle(multi)  # type: ignore[arg-type,unused-ignore]
+    rng.shuffle(single)  # type: ignore[arg-type,unused-ignore]
     take = min(len(multi), round(size * paraphrase_share))
     rest = single[: size - take]
     return multi[:take] + rest + multi[take : take + size - take - len(rest)]
