@@ -6,27 +6,40 @@ can fit on a split of pre-embedded data with exactly the trainer's code.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import numpy.typing as npt
 
 from router.calibrate import calibrate_threshold
 from router.errors import RouterDataError
-from router.model import F32, KnnMemory, LearnedModel, lr_design, sigmoid
+from router.model import (
+    F32,
+    KINDS,
+    LR_STRENGTHS,
+    SIGNALS,
+    LearnedModel,
+    OutcomeMemory,
+    lr_design,
+    round_trip,
+    stack_design,
+)
 
-LEARNED_KINDS = ("blend", "logistic", "knn")
+F64 = npt.NDArray[np.float64]
 
 
 @dataclass(frozen=True)
 class FitParams:
-    lr_l2: float = 10.0
-    stack_l2: float = 1.0
-    k: int = 50
-    tau: float = 0.05
+    stack_l2: float = 100.0
+    knn_k: int = 100
+    knn_tau: float = 0.07
+    group_tau: float = 0.03
+    min_group_rows: int = 10
     folds: int = 5
-    memory_size: int = 2400
+    #: kNN memory rows kept (seeded subsample): 4,800 × 384 int8 ≈ 1.8 MB.
+    memory_size: int = 4800
     min_category_rows: int = 20
     default_large_share: float = 0.3
     seed: int = 0
@@ -34,26 +47,37 @@ class FitParams:
 
 @dataclass(frozen=True)
 class FitArrays:
-    """Training rows: unit vectors, outcomes (NaN = unobserved), lengths, categories."""
+    """Training rows: unit vectors, outcomes (NaN = unobserved), lengths, labels."""
 
     vectors: F32
-    small_ok: npt.NDArray[np.float64]
-    large_ok: npt.NDArray[np.float64]
-    prompt_tokens: npt.NDArray[np.float64]
+    small_ok: F64
+    large_ok: F64
+    prompt_tokens: F64
     categories: Sequence[str]
+    #: Topic groups for the per-group prior (a subject; the category when unknown).
+    groups: Sequence[str]
     cache_max_sim: F32
 
 
-def fit_logistic(design: F32, target: npt.NDArray[np.float64], l2: float) -> F32:
+@dataclass(frozen=True)
+class FitResult:
+    model: LearnedModel
+    #: Out-of-fold scores per kind (each row scored by models that never saw it).
+    oof_scores: dict[str, F32]
+    small_ok: F64  # with unobserved outcomes filled by the tier's mean
+    large_ok: F64
+
+
+def fit_logistic(design: F32, target: F64, l2: float) -> F32:
     """L2-regularised logistic regression on soft targets by Newton steps (bias unpenalised)."""
     a = design.astype(np.float64)
     w = np.zeros(a.shape[1])
     penalty = np.full(a.shape[1], l2)
     penalty[-1] = 0.0
-    for _ in range(25):
+    for _ in range(30):
         p = 0.5 * (1.0 + np.tanh(0.5 * (a @ w)))
         grad = a.T @ (p - target) + penalty * w
-        hess = (a * (p * (1 - p))[:, None]).T @ a + np.diag(penalty) + 1e-6 * np.eye(len(w))
+        hess = (a * (p * (1 - p))[:, None]).T @ a + np.diag(penalty + 1e-6)
         step = np.linalg.solve(hess, grad)
         w -= step
         if np.abs(step).max() < 1e-6:
@@ -61,88 +85,104 @@ def fit_logistic(design: F32, target: npt.NDArray[np.float64], l2: float) -> F32
     return w.astype(np.float32)
 
 
-def _impute(values: npt.NDArray[np.float64], name: str) -> npt.NDArray[np.float64]:
+def _impute(values: F64, name: str) -> F64:
     seen = values[~np.isnan(values)]
     if seen.size == 0:
         raise RouterDataError(f"no record has {name}: cannot learn what that tier is worth")
     return np.where(np.isnan(values), seen.mean(), values)
 
 
-@dataclass(frozen=True)
-class FitResult:
-    model: LearnedModel
-    #: Out-of-fold scores per learned kind (each row scored by a model that never saw it).
-    oof_scores: dict[str, F32]
-    small_ok: npt.NDArray[np.float64]
-    large_ok: npt.NDArray[np.float64]
-
-
-def fit_model(rows: FitArrays, params: FitParams = FitParams()) -> FitResult:
-    n = rows.vectors.shape[0]
-    if n < 2 * params.folds:
-        raise RouterDataError(f"need at least {2 * params.folds} records to train, got {n}")
-    small = _impute(rows.small_ok, "small_ok")
-    large = _impute(rows.large_ok, "large_ok")
-    target = 0.5 * (1.0 + small - large)
-    rng = np.random.default_rng(params.seed)
-    fold = rng.permutation(n) % params.folds
-    counts = {c: list(rows.categories).count(c) for c in set(rows.categories)}
-    categories = tuple(sorted(c for c, m in counts.items() if m >= params.min_category_rows))
-    design = lr_design(rows.vectors, rows.prompt_tokens)
-
-    oof_lr = np.zeros(n, dtype=np.float32)
-    oof_knn = np.zeros((n, 4), dtype=np.float32)
-    for f in range(params.folds):
-        test, train = fold == f, fold != f
-        w = fit_logistic(design[train], target[train], params.lr_l2)
-        oof_lr[test] = design[test] @ w
-        memory = _memory(rows.vectors[train], small[train], large[train], params, rng)
-        oof_knn[test] = memory.stats(rows.vectors[test])
-
-    probe = LearnedModel(
-        lr_weights=np.zeros(design.shape[1], dtype=np.float32),
-        memory=_memory(rows.vectors, small, large, params, rng),
-        stack_weights=np.zeros(1, dtype=np.float32),
-        categories=categories,
-        default_thresholds=(0.5, 0.5, 0.5),
-    )
-    stack_design = probe.stack_design(oof_lr, oof_knn, rows.cache_max_sim, list(rows.categories))
-    stack_w = fit_logistic(stack_design, target, params.stack_l2)
-    oof = {
-        "blend": sigmoid(stack_design @ stack_w),
-        "logistic": sigmoid(oof_lr),
-        "knn": oof_knn[:, 0].copy(),
-    }
-    share = params.default_large_share
-    model = LearnedModel(
-        lr_weights=fit_logistic(design, target, params.lr_l2),
-        memory=probe.memory,
-        stack_weights=stack_w,
-        categories=categories,
-        default_thresholds=(
-            calibrate_threshold(oof["blend"].tolist(), share),
-            calibrate_threshold(oof["logistic"].tolist(), share),
-            calibrate_threshold(oof["knn"].tolist(), share),
-        ),
-    )
-    return FitResult(model=model, oof_scores=oof, small_ok=small, large_ok=large)
+def _heads(design: F32, outcome: F64, rows: npt.NDArray[np.bool_]) -> F32:
+    """One logistic head per strength, fitted on the rows where the outcome was observed."""
+    use = rows & ~np.isnan(outcome)
+    return np.stack([fit_logistic(design[use], outcome[use], l2) for l2 in LR_STRENGTHS])
 
 
 def _memory(
-    vectors: F32,
-    small: npt.NDArray[np.float64],
-    large: npt.NDArray[np.float64],
-    params: FitParams,
-    rng: np.random.Generator,
-) -> KnnMemory:
-    """A kNN memory, subsampled to ``memory_size`` rows so the artifact stays small."""
+    vectors: F32, small: F64, large: F64, size: int, rng: np.random.Generator
+) -> OutcomeMemory:
     keep = np.arange(vectors.shape[0])
-    if keep.size > params.memory_size:
-        keep = np.sort(rng.choice(keep, size=params.memory_size, replace=False))
-    return KnnMemory(
-        vectors=vectors[keep].astype(np.float16),
+    if keep.size > size:
+        keep = np.sort(rng.choice(keep, size=size, replace=False))
+    return OutcomeMemory(
+        vectors=round_trip(vectors[keep]),
         small_ok=small[keep].astype(np.float32),
         large_ok=large[keep].astype(np.float32),
-        k=params.k,
-        tau=params.tau,
     )
+
+
+def _groups(
+    vectors: F32, small: F64, large: F64, labels: npt.NDArray[np.str_], min_rows: int
+) -> OutcomeMemory:
+    names = [g for g, m in sorted(Counter(labels.tolist()).items()) if m >= min_rows]
+    masks = [labels == g for g in names] or [np.ones(labels.size, dtype=bool)]
+    centroids = np.stack([vectors[m].mean(axis=0) for m in masks])
+    centroids /= np.maximum(np.linalg.norm(centroids, axis=1, keepdims=True), 1e-9)
+    return OutcomeMemory(
+        vectors=round_trip(centroids.astype(np.float32)),
+        small_ok=np.array([small[m].mean() for m in masks], dtype=np.float32),
+        large_ok=np.array([large[m].mean() for m in masks], dtype=np.float32),
+    )
+
+
+def fit_model(rows: FitArrays, params: FitParams | None = None) -> FitResult:
+    p = params or FitParams()
+    n = rows.vectors.shape[0]
+    if n < 2 * p.folds:
+        raise RouterDataError(f"need at least {2 * p.folds} records to train, got {n}")
+    small, large = _impute(rows.small_ok, "small_ok"), _impute(rows.large_ok, "large_ok")
+    rng = np.random.default_rng(p.seed)
+    fold = rng.permutation(n) % p.folds
+    design = lr_design(rows.vectors, rows.prompt_tokens)
+    labels = np.array(rows.groups, dtype=np.str_)
+    counts = Counter(rows.categories)
+    categories = tuple(sorted(c for c, m in counts.items() if m >= p.min_category_rows))
+    cats = list(rows.categories)
+
+    def partial(train: npt.NDArray[np.bool_]) -> LearnedModel:
+        """Everything but the stacker, fitted on ``train`` rows."""
+        return LearnedModel(
+            lr_small=_heads(design, rows.small_ok, train),
+            lr_large=_heads(design, rows.large_ok, train),
+            memory=_memory(rows.vectors[train], small[train], large[train], p.memory_size, rng),
+            groups=_groups(
+                rows.vectors[train], small[train], large[train], labels[train], p.min_group_rows
+            ),
+            knn_k=p.knn_k,
+            knn_tau=p.knn_tau,
+            group_tau=p.group_tau,
+            categories=categories,
+            stack_mean=np.zeros(len(SIGNALS), dtype=np.float32),
+            stack_scale=np.ones(len(SIGNALS), dtype=np.float32),
+            stack_small=np.zeros(len(SIGNALS) + len(categories) + 1, dtype=np.float32),
+            stack_large=np.zeros(len(SIGNALS) + len(categories) + 1, dtype=np.float32),
+            default_thresholds=(0.5, 0.5, 0.5),
+        )
+
+    oof = np.zeros((n, len(SIGNALS)), dtype=np.float32)
+    for f in range(p.folds):
+        test = fold == f
+        oof[test] = partial(~test).signals(
+            rows.vectors[test], rows.prompt_tokens[test], rows.cache_max_sim[test]
+        )
+    mean = oof.mean(axis=0)
+    scale = oof.std(axis=0)
+    scale = np.where(scale < 1e-6, 1.0, scale).astype(np.float32)
+    sdesign = stack_design(oof, mean, scale, categories, cats)
+    final = partial(np.ones(n, dtype=bool))
+    stacked = replace(
+        final,
+        stack_mean=mean,
+        stack_scale=scale,
+        stack_small=_stack_head(sdesign, rows.small_ok, p.stack_l2),
+        stack_large=_stack_head(sdesign, rows.large_ok, p.stack_l2),
+    )
+    oof_scores = {kind: stacked.scores(kind, oof, cats) for kind in KINDS}
+    a, b, c = (calibrate_threshold(oof_scores[k].tolist(), p.default_large_share) for k in KINDS)
+    model = replace(stacked, default_thresholds=(a, b, c))
+    return FitResult(model=model, oof_scores=oof_scores, small_ok=small, large_ok=large)
+
+
+def _stack_head(design: F32, outcome: F64, l2: float) -> F32:
+    use = ~np.isnan(outcome)
+    return fit_logistic(design[use], outcome[use], l2)

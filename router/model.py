@@ -1,18 +1,22 @@
-"""The learned scoring model: logistic regression + a kNN outcome memory, stacked.
+"""The learned scoring model: two outcome heads over four signals, stacked.
 
-Three parts, all plain numpy so the runtime needs nothing else:
+All plain numpy so the runtime needs nothing else. Each signal estimates, for
+a request, how likely the small and the large model are to answer well:
 
-* ``lr``: logistic regression over the request vector and log prompt length;
-* ``knn``: the k nearest training requests (a float16 memory of their vectors
-  and observed outcomes) give similarity-weighted rates of "small was right"
-  and "large was right" — what traffic like this needed before;
-* ``stack``: a small logistic regression over [lr logit, kNN rates, best memory
-  similarity, best cache-neighbour similarity, per-category bias] fitted on
-  out-of-fold values, so neither part grades its own training rows.
+* ``lr``: logistic regressions over the request vector and log prompt length
+  (two strengths of regularisation per tier);
+* ``knn``: similarity-weighted outcome rates of the nearest training requests
+  (an int8 memory of their vectors and outcomes) — what traffic like this
+  needed before;
+* ``groups``: outcome rates of topic groups (e.g. MMLU subjects) softly
+  assigned by similarity to each group's centroid — a smoothed per-topic prior;
+* the best similarity the proxy's cache found among stored large answers.
 
-The score is ``P(small is good enough)``, trained on the soft target
-``(1 + small_ok - large_ok) / 2``: ranking by it is ranking by the expected
-quality gain of calling the large model, which is what the threshold trades.
+A stacker (two logistic heads over the standardised signals plus a bias per
+category, fitted on out-of-fold values so no signal grades its own training
+rows) turns them into calibrated P(small ok) and P(large ok). The score is
+``(1 + P(small ok) - P(large ok)) / 2``: ranking by it is ranking by the
+expected quality lost by staying small, which is what the threshold trades.
 """
 
 from __future__ import annotations
@@ -27,108 +31,175 @@ import numpy.typing as npt
 from router.errors import RouterArtifactError
 
 F32 = npt.NDArray[np.float32]
-FORMAT_VERSION = 1
-STACK_BASE = ("lr_logit", "knn_soft", "knn_small", "knn_large", "mem_max_sim", "cache_max_sim")
+FORMAT_VERSION = 2
+LR_STRENGTHS = (10.0, 30.0)
+SIGNALS = ("lr_small", "lr_small_strong_l2", "lr_large", "lr_large_strong_l2",
+           "knn_small", "knn_large", "knn_max_sim", "group_small", "group_large", "cache_max_sim")  # fmt: skip
+KINDS = ("blend", "logistic", "knn")
 
 
-def sigmoid(x: F32) -> F32:
+def sigmoid(x: npt.NDArray[np.floating]) -> F32:
     out: F32 = (0.5 * (1.0 + np.tanh(0.5 * x))).astype(np.float32)
     return out
 
 
-def logit(p: F32) -> F32:
-    q = np.clip(p, 1e-4, 1 - 1e-4)
-    out: F32 = np.log(q / (1 - q)).astype(np.float32)
+def gap_score(p_small: npt.NDArray[np.floating], p_large: npt.NDArray[np.floating]) -> F32:
+    out: F32 = np.clip(0.5 * (1.0 + p_small - p_large), 0.0, 1.0).astype(np.float32)
     return out
-
-
-def length_feature(prompt_tokens: npt.ArrayLike) -> F32:
-    return (np.log1p(np.asarray(prompt_tokens, dtype=np.float32)) / 5.0).astype(np.float32)
 
 
 def lr_design(vectors: F32, prompt_tokens: npt.ArrayLike) -> F32:
     """Rows of [vector, log length, 1]."""
-    n = vectors.shape[0]
-    ones = np.ones((n, 1), dtype=np.float32)
-    return np.hstack([vectors, length_feature(prompt_tokens)[:, None], ones]).astype(np.float32)
+    length = np.log1p(np.asarray(prompt_tokens, dtype=np.float32)) / 5.0
+    ones = np.ones(vectors.shape[0], dtype=np.float32)
+    return np.column_stack([vectors, length, ones]).astype(np.float32)
+
+
+def quantize(vectors: F32) -> tuple[npt.NDArray[np.int8], npt.NDArray[np.float16]]:
+    """Rows as int8 codes times a float16 per-row scale."""
+    scales = (np.abs(vectors).max(axis=1) / 127.0).astype(np.float16)
+    safe = np.where(scales == 0, 1.0, scales.astype(np.float32))
+    codes = np.clip(np.rint(vectors / safe[:, None]), -127, 127).astype(np.int8)
+    return codes, scales
+
+
+def dequantize(codes: npt.NDArray[np.int8], scales: npt.NDArray[np.float16]) -> F32:
+    out: F32 = codes.astype(np.float32) * scales.astype(np.float32)[:, None]
+    return out
+
+
+def round_trip(vectors: F32) -> F32:
+    """What a saved-and-loaded memory holds, so fitted and loaded models agree."""
+    return dequantize(*quantize(vectors))
 
 
 @dataclass(frozen=True)
-class KnnMemory:
-    """Training vectors (float16) and their observed outcomes."""
+class OutcomeMemory:
+    """Vectors with the small/large outcome rates seen at each.
 
-    vectors: npt.NDArray[np.float16]
+    Stored as int8 with a per-row scale (artifact size: 384 bytes a row); held
+    as float32 so a decision does not convert megabytes per call.
+    """
+
+    vectors: F32
     small_ok: F32
     large_ok: F32
-    k: int
-    tau: float
 
-    def stats(self, queries: F32, exclude: npt.NDArray[np.bool_] | None = None) -> F32:
-        """Per query: [soft rate, small rate, large rate, best similarity].
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "vectors", np.ascontiguousarray(self.vectors, dtype=np.float32))
 
-        ``exclude`` (queries × memory) masks neighbours out — training uses it so
-        a row never counts itself or its own fold.
-        """
-        sims = queries @ self.vectors.T.astype(np.float32)
-        if exclude is not None:
-            sims = np.where(exclude, -2.0, sims)
-        k = min(self.k, sims.shape[1])
-        idx = np.argpartition(-sims, k - 1, axis=1)[:, :k]
-        top = np.take_along_axis(sims, idx, axis=1)
-        weights = np.exp((top - top.max(axis=1, keepdims=True)) / self.tau)
-        weights /= weights.sum(axis=1, keepdims=True)
-        small = (weights * self.small_ok[idx]).sum(axis=1)
-        large = (weights * self.large_ok[idx]).sum(axis=1)
-        soft = 0.5 * (1.0 + small - large)
-        return np.stack([soft, small, large, top.max(axis=1)], axis=1).astype(np.float32)
+    def similarities(self, queries: F32) -> F32:
+        out: F32 = queries @ self.vectors.T
+        return out
+
+
+def knn_rates(memory: OutcomeMemory, queries: F32, k: int, tau: float) -> F32:
+    """Per query: [small rate, large rate, best similarity] over the k nearest."""
+    sims = memory.similarities(queries)
+    k = min(k, sims.shape[1])
+    idx = np.argpartition(-sims, k - 1, axis=1)[:, :k]
+    top = np.take_along_axis(sims, idx, axis=1)
+    weights = np.exp((top - top.max(axis=1, keepdims=True)) / tau)
+    weights /= weights.sum(axis=1, keepdims=True)
+    small = (weights * memory.small_ok[idx]).sum(axis=1)
+    large = (weights * memory.large_ok[idx]).sum(axis=1)
+    return np.column_stack([small, large, top.max(axis=1)]).astype(np.float32)
+
+
+def group_rates(groups: OutcomeMemory, queries: F32, tau: float) -> F32:
+    """Per query: [small rate, large rate] of its softly assigned topic groups."""
+    sims = groups.similarities(queries)
+    weights = np.exp((sims - sims.max(axis=1, keepdims=True)) / tau)
+    weights /= weights.sum(axis=1, keepdims=True)
+    return np.column_stack([weights @ groups.small_ok, weights @ groups.large_ok]).astype(
+        np.float32
+    )
 
 
 @dataclass(frozen=True)
 class LearnedModel:
-    lr_weights: F32
-    memory: KnnMemory
-    stack_weights: F32
+    lr_small: F32  # (len(LR_STRENGTHS), dim + 2)
+    lr_large: F32
+    memory: OutcomeMemory
+    groups: OutcomeMemory
+    knn_k: int
+    knn_tau: float
+    group_tau: float
     categories: tuple[str, ...]
-    #: Per learned kind (blend, logistic, knn): the threshold that sent the
-    #: trainer's default large share of out-of-fold training traffic to large.
+    stack_mean: F32  # standardisation of SIGNALS
+    stack_scale: F32
+    stack_small: F32  # (len(SIGNALS) + len(categories) + 1,)
+    stack_large: F32
+    #: Per kind in KINDS: the threshold that sent the trainer's default large
+    #: share of out-of-fold training traffic to large.
     default_thresholds: tuple[float, float, float]
 
+    @property
+    def dim(self) -> int:
+        return int(self.memory.vectors.shape[1])
+
     def default_threshold(self, kind: str) -> float:
-        kinds = ("blend", "logistic", "knn")
-        return self.default_thresholds[kinds.index(kind)] if kind in kinds else 0.5
+        return self.default_thresholds[KINDS.index(kind)] if kind in KINDS else 0.5
 
-    def lr_logits(self, vectors: F32, prompt_tokens: npt.ArrayLike) -> F32:
-        return (lr_design(vectors, prompt_tokens) @ self.lr_weights).astype(np.float32)
+    def signals(self, vectors: F32, prompt_tokens: npt.ArrayLike, cache_max_sim: F32) -> F32:
+        design = lr_design(vectors, prompt_tokens)
+        return np.column_stack(
+            [
+                design @ self.lr_small.T,
+                design @ self.lr_large.T,
+                knn_rates(self.memory, vectors, self.knn_k, self.knn_tau),
+                group_rates(self.groups, vectors, self.group_tau),
+                cache_max_sim,
+            ]
+        ).astype(np.float32)
 
-    def stack_design(
-        self, lr_logit: F32, knn: F32, cache_max_sim: F32, categories: list[str]
-    ) -> F32:
-        cat = np.zeros((len(categories), len(self.categories)), dtype=np.float32)
-        for row, name in enumerate(categories):
-            if name in self.categories:
-                cat[row, self.categories.index(name)] = 1.0
-        knn_soft_logit = logit(knn[:, 0])[:, None]
-        ones = np.ones((len(categories), 1), dtype=np.float32)
-        parts = [lr_logit[:, None], knn_soft_logit, knn[:, 1:4], cache_max_sim[:, None], cat, ones]
-        return np.hstack(parts).astype(np.float32)
+    def stack_design(self, signals: F32, categories: list[str]) -> F32:
+        return stack_design(signals, self.stack_mean, self.stack_scale, self.categories, categories)
+
+    def scores(self, kind: str, signals: F32, categories: list[str]) -> F32:
+        if kind == "logistic":
+            return gap_score(sigmoid(signals[:, 0]), sigmoid(signals[:, 2]))
+        if kind == "knn":
+            return gap_score(signals[:, 4], signals[:, 5])
+        design = self.stack_design(signals, categories)
+        return gap_score(sigmoid(design @ self.stack_small), sigmoid(design @ self.stack_large))
 
     def save(self, path: Path) -> None:
+        arrays: dict[str, npt.NDArray[np.generic]] = {
+            "format_version": np.array(FORMAT_VERSION),
+            "lr_small": self.lr_small,
+            "lr_large": self.lr_large,
+            "knn": np.array([self.knn_k, self.knn_tau, self.group_tau], dtype=np.float64),
+            "categories": np.array(self.categories, dtype=np.str_),
+            "stack_mean": self.stack_mean,
+            "stack_scale": self.stack_scale,
+            "stack_small": self.stack_small,
+            "stack_large": self.stack_large,
+            "default_thresholds": np.array(self.default_thresholds, dtype=np.float64),
+        }
+        for name, mem in (("memory", self.memory), ("groups", self.groups)):
+            codes, scales = quantize(mem.vectors)
+            arrays[f"{name}_codes"] = codes
+            arrays[f"{name}_scales"] = scales
+            arrays[f"{name}_small"] = mem.small_ok.astype(np.float16)
+            arrays[f"{name}_large"] = mem.large_ok.astype(np.float16)
         with Path(path).open("wb") as fh:  # a file object: numpy adds no ".npz" suffix
-            self._write(fh)
+            np.savez_compressed(fh, **arrays)  # type: ignore[arg-type]
 
-    def _write(self, fh: IO[bytes]) -> None:
-        np.savez_compressed(
-            fh,
-            format_version=np.int32(FORMAT_VERSION),
-            lr_weights=self.lr_weights,
-            memory_vectors=self.memory.vectors,
-            memory_small=self.memory.small_ok.astype(np.float16),
-            memory_large=self.memory.large_ok.astype(np.float16),
-            knn=np.array([self.memory.k, self.memory.tau], dtype=np.float32),
-            stack_weights=self.stack_weights,
-            categories=np.array(self.categories, dtype=np.str_),
-            default_thresholds=np.array(self.default_thresholds, dtype=np.float64),
-        )
+
+def stack_design(
+    signals: F32,
+    mean: F32,
+    scale: F32,
+    known: tuple[str, ...],
+    categories: list[str],
+) -> F32:
+    onehot = np.zeros((len(categories), len(known)), dtype=np.float32)
+    for row, name in enumerate(categories):
+        if name in known:
+            onehot[row, known.index(name)] = 1.0
+    ones = np.ones((len(categories), 1), dtype=np.float32)
+    return np.hstack([(signals - mean) / scale, onehot, ones]).astype(np.float32)
 
 
 def load_model(source: Path | IO[bytes]) -> LearnedModel:
@@ -137,34 +208,49 @@ def load_model(source: Path | IO[bytes]) -> LearnedModel:
         with np.load(source, allow_pickle=False) as data:
             version = int(data["format_version"])
             if version != FORMAT_VERSION:
-                raise RouterArtifactError(f"router artifact format {version}, expected 1")
-            k, tau = (float(x) for x in data["knn"])
-            memory = KnnMemory(
-                vectors=data["memory_vectors"].astype(np.float16),
-                small_ok=data["memory_small"].astype(np.float32),
-                large_ok=data["memory_large"].astype(np.float32),
-                k=int(k),
-                tau=tau,
-            )
+                raise RouterArtifactError(
+                    f"router artifact format {version}, expected {FORMAT_VERSION}"
+                )
+
+            def memory(name: str) -> OutcomeMemory:
+                return OutcomeMemory(
+                    vectors=dequantize(data[f"{name}_codes"], data[f"{name}_scales"]),
+                    small_ok=data[f"{name}_small"].astype(np.float32),
+                    large_ok=data[f"{name}_large"].astype(np.float32),
+                )
+
+            k, knn_tau, group_tau = (float(x) for x in data["knn"])
+            a, b, c = (float(x) for x in data["default_thresholds"])
             model = LearnedModel(
-                lr_weights=data["lr_weights"].astype(np.float32),
-                memory=memory,
-                stack_weights=data["stack_weights"].astype(np.float32),
-                categories=tuple(str(c) for c in data["categories"]),
-                default_thresholds=_three(data["default_thresholds"]),
+                lr_small=data["lr_small"].astype(np.float32),
+                lr_large=data["lr_large"].astype(np.float32),
+                memory=memory("memory"),
+                groups=memory("groups"),
+                knn_k=int(k),
+                knn_tau=knn_tau,
+                group_tau=group_tau,
+                categories=tuple(str(x) for x in data["categories"]),
+                stack_mean=data["stack_mean"].astype(np.float32),
+                stack_scale=data["stack_scale"].astype(np.float32),
+                stack_small=data["stack_small"].astype(np.float32),
+                stack_large=data["stack_large"].astype(np.float32),
+                default_thresholds=(a, b, c),
             )
+    except RouterArtifactError:
+        raise
     except (OSError, KeyError, ValueError) as exc:
-        if isinstance(exc, RouterArtifactError):
-            raise
         raise RouterArtifactError(f"cannot load router artifact {source!r}: {exc}") from exc
-    expected = 1 + len(STACK_BASE) + len(model.categories)
-    if model.stack_weights.shape != (expected,) or memory.vectors.shape[1] + 2 != len(
-        model.lr_weights
-    ):
-        raise RouterArtifactError(f"router artifact {source!r} has inconsistent shapes")
+    _check_shapes(model, source)
     return model
 
 
-def _three(values: npt.NDArray[np.float64]) -> tuple[float, float, float]:
-    a, b, c = (float(v) for v in values)
-    return (a, b, c)
+def _check_shapes(model: LearnedModel, source: object) -> None:
+    width = len(SIGNALS) + len(model.categories) + 1
+    ok = (
+        model.lr_small.shape == model.lr_large.shape == (len(LR_STRENGTHS), model.dim + 2)
+        and model.groups.vectors.shape[1] == model.dim
+        and model.stack_small.shape == model.stack_large.shape == (width,)
+        and model.stack_mean.shape == model.stack_scale.shape == (len(SIGNALS),)
+    )
+    if not ok:
+        raise RouterArtifactError(f"router artifact {source!r} has inconsistent shapes")

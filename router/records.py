@@ -43,6 +43,10 @@ class RouteRecord:
     category: str = "general"
     prompt_tokens: int | None = None
     neighbour_similarities: tuple[float, ...] = ()
+    #: A finer topic label known at training time only (e.g. an MMLU subject);
+    #: the trainer learns per-group priors from it and the router infers the
+    #: group from the vector, so the proxy never has to supply it.
+    group: str | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.prompt, str) or not self.prompt.strip():
@@ -80,7 +84,7 @@ def record_from_json(row: dict[str, Any], where: str = "record") -> RouteRecord:
     prompt = row.get("prompt")
     if prompt is None:
         raise RouterDataError(f"{where}: missing field 'prompt'")
-    outcomes = {}
+    outcomes: dict[str, float | None] = {}
     for name, alias in _ALIASES.items():
         outcomes[name] = _outcome(row.get(name, row.get(alias)), f"{where}: {name}")
     sims = row.get("neighbour_similarities") or ()
@@ -91,6 +95,7 @@ def record_from_json(row: dict[str, Any], where: str = "record") -> RouteRecord:
         category=str(row.get("category") or "general"),
         prompt_tokens=row.get("prompt_tokens"),
         neighbour_similarities=tuple(float(s) for s in sims),
+        group=None if row.get("group") is None else str(row["group"]),
     )
 
 

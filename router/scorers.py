@@ -13,10 +13,9 @@ from collections.abc import Sequence
 from typing import ClassVar
 
 import numpy as np
-import numpy.typing as npt
 
 from router.errors import RouterConfigError
-from router.model import F32, LearnedModel, sigmoid
+from router.model import F32, LearnedModel
 from router.types import RouteFeatures, Tier
 
 
@@ -63,37 +62,31 @@ class RandomScorer(Scorer):
         return np.array([self._rng.random() for _ in features], dtype=np.float32)
 
 
-def _stack(features: Sequence[RouteFeatures]) -> tuple[F32, npt.NDArray[np.float32]]:
-    vectors = np.stack([f.vector for f in features]).astype(np.float32)
-    tokens = np.array([f.prompt_tokens for f in features], dtype=np.float32)
-    return vectors, tokens
-
-
 class LearnedScorer(Scorer):
     """Base of the kinds that read a :class:`LearnedModel`."""
 
     def __init__(self, model: LearnedModel) -> None:
-        dim = model.memory.vectors.shape[1]
         self.model = model
-        self.dim = dim
 
-    def _vectors(self, features: Sequence[RouteFeatures]) -> tuple[F32, F32]:
-        vectors, tokens = _stack(features)
-        if vectors.shape[1] != self.dim:
+    def score_batch(self, features: Sequence[RouteFeatures]) -> F32:
+        vectors = np.stack([f.vector for f in features]).astype(np.float32)
+        if vectors.shape[1] != self.model.dim:
             raise RouterConfigError(
-                f"vector has {vectors.shape[1]} dimensions, the router was trained on {self.dim}"
+                f"vector has {vectors.shape[1]} dimensions, "
+                f"the router was trained on {self.model.dim}"
             )
-        return vectors, tokens
+        tokens = np.array([f.prompt_tokens for f in features], dtype=np.float32)
+        cache_sim = np.array(
+            [max(f.neighbour_similarities, default=0.0) for f in features], dtype=np.float32
+        )
+        signals = self.model.signals(vectors, tokens, cache_sim)
+        return self.model.scores(self.name, signals, [f.category for f in features])
 
 
 class LogisticScorer(LearnedScorer):
-    """Logistic regression on the request vector and prompt length."""
+    """Logistic regression on the request vector and prompt length, one head per tier."""
 
     name = "logistic"
-
-    def score_batch(self, features: Sequence[RouteFeatures]) -> F32:
-        vectors, tokens = self._vectors(features)
-        return sigmoid(self.model.lr_logits(vectors, tokens))
 
 
 class KnnScorer(LearnedScorer):
@@ -101,29 +94,11 @@ class KnnScorer(LearnedScorer):
 
     name = "knn"
 
-    def score_batch(self, features: Sequence[RouteFeatures]) -> F32:
-        vectors, _ = self._vectors(features)
-        return self.model.memory.stats(vectors)[:, 0].copy()
-
 
 class BlendScorer(LearnedScorer):
-    """Logistic regression and kNN rates stacked (the default kind)."""
+    """All signals (LR, kNN, topic groups, cache neighbours) stacked: the default kind."""
 
     name = "blend"
-
-    def score_batch(self, features: Sequence[RouteFeatures]) -> F32:
-        vectors, tokens = self._vectors(features)
-        model = self.model
-        cache_sim = np.array(
-            [max(f.neighbour_similarities, default=0.0) for f in features], dtype=np.float32
-        )
-        design = model.stack_design(
-            model.lr_logits(vectors, tokens),
-            model.memory.stats(vectors),
-            cache_sim,
-            [f.category for f in features],
-        )
-        return sigmoid(design @ model.stack_weights)
 
 
 SCORERS: dict[str, type[Scorer]] = {

@@ -9,8 +9,9 @@ from pathlib import Path
 import numpy as np
 
 from router.errors import RouterConfigError, RouterDataError
-from router.fit import LEARNED_KINDS, FitArrays, FitParams, fit_model
+from router.fit import FitArrays, FitParams, fit_model
 from router.metrics import RoutingQuality, routing_quality
+from router.model import KINDS
 from router.records import RouteRecord, read_records
 
 Embed = Callable[[Sequence[str]], np.ndarray]  # returns (n, dim) float32, unit rows
@@ -59,6 +60,7 @@ def arrays_from_records(
             dtype=np.float64,
         ),
         categories=[r.category for r in records],
+        groups=[r.group or r.category for r in records],
         cache_max_sim=np.array(
             [max(r.neighbour_similarities, default=0.0) for r in records], dtype=np.float32
         ),
@@ -78,8 +80,8 @@ def train_router(
 
     The artifact holds every learned kind; ``kind`` picks the one reported.
     """
-    if kind not in LEARNED_KINDS:
-        raise RouterConfigError(f"kind must be one of {', '.join(LEARNED_KINDS)}, got {kind!r}")
+    if kind not in KINDS:
+        raise RouterConfigError(f"kind must be one of {', '.join(KINDS)}, got {kind!r}")
     params = params or FitParams()
     records = list(read_records(Path(records_jsonl)))
     if not records:

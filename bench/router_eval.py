@@ -1,0 +1,186 @@
+"""Evaluate the learned router the way RouteLLM does (APGR, CPT) on public outcome data.
+
+    .venv/bin/python -m bench.router_eval [--seed 0] [--skip-gsm8k]
+
+Data: ../shared/data/router (RouteLLM's evaluation outcomes; strong = GPT-4,
+weak = Mixtral-8x7B). Split: MMLU rows are split 50/50 *within each subject*
+with ``numpy.random.default_rng(seed)`` (seed 0): the router is fitted on one
+half (kNN memory from that half only) and scored on the other. Cross-benchmark:
+fitted on all of MMLU, scored on GSM8K. Prints markdown tables.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from collections.abc import Sequence
+
+import numpy as np
+
+from bench.embcache import SHARED_DATA, embed_texts
+from router import (
+    FitParams,
+    RouteFeatures,
+    RouterConfig,
+    RouteRecord,
+    RoutingQuality,
+    arrays_from_records,
+    calibrate_threshold,
+    fit_model,
+    large_share_at,
+    router_from_model,
+    routing_quality,
+)
+
+DATA = SHARED_DATA / "router"
+KINDS = ("blend", "logistic", "knn")
+
+
+def load(name: str) -> tuple[list[dict[str, object]], list[RouteRecord]]:
+    rows = [json.loads(line) for line in (DATA / name).open()]
+    records = [
+        RouteRecord(
+            prompt=str(r["prompt"]),
+            small_ok=bool(r["weak_correct"]),
+            large_ok=bool(r["strong_correct"]),
+            category="math" if r["benchmark"] == "gsm8k" else "general",
+            group=str(r.get("subject", r["benchmark"])),
+        )
+        for r in rows
+    ]
+    return rows, records
+
+
+def split_by_subject(rows: Sequence[dict[str, object]], seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    subjects = np.array([str(r["subject"]) for r in rows])
+    train = np.zeros(len(rows), dtype=bool)
+    for subject in np.unique(subjects):
+        idx = np.flatnonzero(subjects == subject)
+        rng.shuffle(idx)
+        train[idx[: len(idx) // 2]] = True
+    return train
+
+
+def features(records: Sequence[RouteRecord], vectors: np.ndarray) -> list[RouteFeatures]:
+    arrays = arrays_from_records(records, vectors)
+    return [
+        RouteFeatures(vector=v, category=r.category, prompt_tokens=int(t))
+        for v, r, t in zip(vectors, records, arrays.prompt_tokens, strict=True)
+    ]
+
+
+def outcomes(records: Sequence[RouteRecord]) -> tuple[np.ndarray, np.ndarray]:
+    small = np.array([r.small_ok for r in records], dtype=np.float64)
+    large = np.array([r.large_ok for r in records], dtype=np.float64)
+    return small, large
+
+
+def quality_rows(
+    scores: dict[str, np.ndarray], small: np.ndarray, large: np.ndarray, seed: int
+) -> list[tuple[str, RoutingQuality]]:
+    out = [(kind, routing_quality(s, small, large)) for kind, s in scores.items()]
+    rng = np.random.default_rng(seed)
+    randoms = [routing_quality(rng.random(small.size), small, large) for _ in range(50)]
+    mean = RoutingQuality(
+        *(float(np.mean([getattr(q, f) for q in randoms])) for f in ("apgr", "cpt50", "cpt80"))
+    )
+    out.append(("random (mean of 50)", mean))
+    # Oracle: large exactly where it gains, small exactly where small alone is right.
+    out.append(("oracle", routing_quality(-(large - small), small, large)))
+    return out
+
+
+def print_quality(title: str, rows: list[tuple[str, RoutingQuality]], n: int) -> None:
+    print(f"\n### {title} (n={n})\n")
+    print("| router | APGR | CPT(50%) | CPT(80%) |\n| --- | --- | --- | --- |")
+    for name, q in rows:
+        print(f"| {name} | {q.apgr:.3f} | {100 * q.cpt50:.1f}% | {100 * q.cpt80:.1f}% |")
+
+
+def latency(router_feats: list[RouteFeatures], params: FitParams, model: object) -> None:
+    print("\n### Decision latency (one request, single thread)\n")
+    print("| router | p50 | p99 |\n| --- | --- | --- |")
+    for kind in KINDS:
+        router = router_from_model(model, RouterConfig(kind=kind))  # type: ignore[arg-type]
+        for f in router_feats[:50]:
+            router.decide(f)
+        times = []
+        for f in router_feats[:2000]:
+            t0 = time.perf_counter()
+            router.decide(f)
+            times.append(time.perf_counter() - t0)
+        p50, p99 = np.percentile(np.array(times) * 1000, [50, 99])
+        print(f"| {kind} | {p50:.3f} ms | {p99:.3f} ms |")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--skip-gsm8k", action="store_true")
+    args = parser.parse_args()
+    params = FitParams(seed=args.seed)
+
+    rows, records = load("mmlu_dev.jsonl")
+    vectors = embed_texts([r.prompt for r in records])
+    train = split_by_subject(rows, args.seed)
+    tr_idx, te_idx = np.flatnonzero(train), np.flatnonzero(~train)
+    tr_rec = [records[i] for i in tr_idx]
+    te_rec = [records[i] for i in te_idx]
+    t0 = time.perf_counter()
+    fit = fit_model(arrays_from_records(tr_rec, vectors[tr_idx]), params)
+    fit_s = time.perf_counter() - t0
+    te_feats = features(te_rec, vectors[te_idx])
+    small, large = outcomes(te_rec)
+    scores = {
+        kind: np.array(router_from_model(fit.model, RouterConfig(kind=kind)).score_batch(te_feats))
+        for kind in KINDS
+    }
+    print(
+        f"MMLU: {len(tr_rec)} train / {len(te_rec)} held-out rows, split 50/50 per subject (seed {args.seed}); fit {fit_s:.1f} s"
+    )
+    print(f"held-out: small right {small.mean():.3f}, large right {large.mean():.3f}")
+    print_quality("MMLU held-out", quality_rows(scores, small, large, args.seed), len(te_rec))
+
+    print("\n### Calibration: target large share vs achieved on held-out\n")
+    print(
+        "| target | from training OOF scores | from half the held-out traffic, on the other half |"
+    )
+    print("| --- | --- | --- |")
+    blend = scores["blend"]
+    half = np.random.default_rng(args.seed + 1).permutation(blend.size) < blend.size // 2
+    for target in (0.2, 0.3, 0.5):
+        t_oof = calibrate_threshold(fit.oof_scores["blend"].tolist(), target)
+        t_log = calibrate_threshold(blend[half].tolist(), target)
+        a = large_share_at(blend.tolist(), t_oof)
+        b = large_share_at(blend[~half].tolist(), t_log)
+        print(
+            f"| {target:.0%} | {a:.1%} ({100 * (a - target):+.1f} pt) | {b:.1%} ({100 * (b - target):+.1f} pt) |"
+        )
+
+    latency(te_feats, params, fit.model)
+
+    if args.skip_gsm8k:
+        return
+    _, gsm = load("gsm8k_dev.jsonl")
+    gsm_vectors = embed_texts([r.prompt for r in gsm])
+    full = fit_model(arrays_from_records(records, vectors), params)
+    gsm_feats = features(gsm, gsm_vectors)
+    g_small, g_large = outcomes(gsm)
+    g_scores = {
+        kind: np.array(
+            router_from_model(full.model, RouterConfig(kind=kind)).score_batch(gsm_feats)
+        )
+        for kind in KINDS
+    }
+    print(f"\nGSM8K: small right {g_small.mean():.3f}, large right {g_large.mean():.3f}")
+    print_quality(
+        "Cross-benchmark: fitted on all MMLU, scored on GSM8K",
+        quality_rows(g_scores, g_small, g_large, args.seed),
+        len(gsm),
+    )
+
+
+if __name__ == "__main__":
+    main()
