@@ -8,10 +8,10 @@ one (closed loop for the concurrency table, open loop with Poisson arrivals for 
 sweep).
 
 - miss: unique prompts (never cached before);
-- semantic hit: real questions (Natural Questions, from ../shared/data) stored first, then
-  asked again reworded (lower-cased first letter, no question mark), so the exact tier
+- semantic hit: sentences from GPTCache's mock pairs stored first, then their paraphrases
+  asked (only pairs cachegate's equivalence checker accepts offline), so the exact tier
   misses and the HNSW tier + equivalence check serve; the table shows how many were
-  semantic hits (a reworded text that missed is stored, and later counts as an exact hit);
+  semantic hits (a paraphrase that missed is stored, and later counts as an exact hit);
 - direct: the same bodies sent to the simulated backend.
 
     .venv/bin/python -m bench.overhead_matrix [--requests 1000] [--concurrency 1 32 128]
@@ -33,9 +33,11 @@ from typing import Any
 import aiohttp
 import numpy as np
 
+from bench.embcache import embed_texts
 from bench.procs import machine
 from bench.targets import artifact_present, cachegate, cachegate_config, sim
 from bench.workload import data_path
+from cache import EquivalenceChecker
 
 
 @dataclass(frozen=True)
@@ -117,23 +119,24 @@ def miss_body(run: str, i: int) -> dict[str, Any]:
     return body(f"Unique question {run}-{i}: what about item {i * 7919}?", "large")
 
 
-def questions(n: int) -> list[str]:
-    """``n`` distinct real questions (Natural Questions, no digits, so no two differ only in
-    a number), capitalised with a question mark: the stored form."""
+def paraphrase_pairs(n: int) -> list[tuple[str, str]]:
+    """Up to ``n`` (stored, paraphrase) pairs from GPTCache's mock data that cachegate's
+    equivalence checker accepts, so asking the paraphrase exercises the semantic path
+    (exact tier miss, HNSW search, check) and should hit."""
+    with data_path("cache/gptcache_mock_pairs.json").open() as fh:
+        pairs = [(str(p["origin"]), str(p["similar"])) for p in json.load(fh)]
+    if not artifact_present("cache", "equivalence.npz"):
+        return pairs[:n]
+    checker = EquivalenceChecker.load_default()
+    vecs = embed_texts([t for pair in pairs for t in pair])
     out = []
-    with data_path("categories/labeled_queries_dev.jsonl").open() as fh:
-        for line in fh:
-            row = json.loads(line)
-            text = str(row["text"]).strip()
-            if row["source"] == "nq-open" and not any(c.isdigit() for c in text):
-                out.append(text[0].upper() + text[1:] + "?")
-            if len(out) == n:
-                return out
-    raise RuntimeError(f"only {len(out)} usable questions")
-
-
-def reworded(text: str) -> str:
-    return text[0].lower() + text[1:].rstrip("?")
+    for k, (a, b) in enumerate(pairs):
+        va, vb = vecs[2 * k], vecs[2 * k + 1]
+        if float(va @ vb) >= 0.80 and checker.check(b, vb, a, va).equivalent:
+            out.append((a, b))
+        if len(out) == n:
+            break
+    return out
 
 
 async def measure(args: argparse.Namespace) -> None:
@@ -153,11 +156,12 @@ async def measure(args: argparse.Namespace) -> None:
         ) as proxy,  # fmt: skip
     ):
         direct_url, proxy_url = large + "/chat/completions", proxy + "/chat/completions"
-        stored = questions(args.hit_prompts)
-        n_hit = len(stored)
-        warm = await closed_loop(proxy_url, lambda i: body(stored[i], "large"), n_hit, 8)
+        pairs = paraphrase_pairs(args.hit_prompts)
+        n_hit = len(pairs)
+        warm = await closed_loop(proxy_url, lambda i: body(pairs[i][0], "large"), n_hit, 8)
         await asyncio.sleep(1.0)  # write-behind
-        print(f"stored {n_hit} prompts ({warm.errors} errors)\n")
+        print(f"stored {n_hit} prompts whose paraphrases the checker accepts "
+              f"({warm.errors} errors)\n")  # fmt: skip
         print(
             "| path | concurrency | direct p50 | direct p99 | cachegate p50 | cachegate p99 "
             "| added p50 | added p99 | cachegate req/s | hits (semantic) | errors |"
@@ -167,9 +171,7 @@ async def measure(args: argparse.Namespace) -> None:
             n = args.requests if c > 1 else max(200, args.requests // 4)
             direct = await closed_loop(direct_url, partial(direct_body, c), n, c)
             miss = await closed_loop(proxy_url, partial(miss_body, f"{c}"), n, c)
-            hit = await closed_loop(
-                proxy_url, lambda i: body(reworded(stored[i % n_hit]), "large"), n, c
-            )
+            hit = await closed_loop(proxy_url, lambda i: body(pairs[i % n_hit][1], "large"), n, c)
             for label, r in (("miss", miss), ("semantic hit", hit)):
                 hits = sum(s == "hit" for s in r.statuses)
                 print(f"| {label} | {c} | {direct.pct(50):.1f} | {direct.pct(99):.1f} "
