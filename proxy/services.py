@@ -85,6 +85,8 @@ class Services:
     limits: Limiter | None = None
     request_log: RequestLog | None = None
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    _reconnects: list[asyncio.Task[None]] = field(default_factory=list)
+    stopping: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def refresh_cache_snapshot(self) -> None:
         """Reads the cache's figures for the next scrape (on the cache's own thread)."""
@@ -108,6 +110,9 @@ class Services:
 
     async def aclose(self) -> None:
         self.ready = False
+        self.stopping.set()
+        for task in self._reconnects:
+            await task  # each returns at its next wait: never cut mid-connect
         for task in self._tasks:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -181,9 +186,17 @@ async def open_cache(
 
 
 async def _keep_opening_cache(services: Services) -> None:
-    """The store was down at start-up: serve without a cache and keep trying."""
+    """The store was down at start-up: serve without a cache and keep trying.
+
+    Waits on ``services.stopping`` rather than being cancelled: a connection
+    attempt abandoned half-way would finish on the driver's thread after the
+    event loop has closed.
+    """
     while services.cache is None:
-        await asyncio.sleep(CACHE_RETRY_S)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(services.stopping.wait(), CACHE_RETRY_S)
+        if services.stopping.is_set():
+            return
         try:
             services.cache = await open_cache(
                 services.settings, services.embedder.dim, services.checker
@@ -260,7 +273,7 @@ async def build_services(
             services.cache = await open_cache(settings, batching.dim, services.checker)
         except CacheUnavailable as exc:
             log.error("cache store unreachable at start-up, serving without cache: %s", exc)
-            services._tasks.append(asyncio.create_task(_keep_opening_cache(services)))
+            services._reconnects.append(asyncio.create_task(_keep_opening_cache(services)))
     return services
 
 
