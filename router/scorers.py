@@ -20,7 +20,11 @@ from router.types import RouteFeatures, Tier
 
 
 class Scorer(ABC):
-    """Scores requests; higher means the small model is more likely enough."""
+    """Scores requests in [0, 1]; higher means the small model is more likely enough.
+
+    Learned kinds score ``(1 + P(small ok) - P(large ok)) / 2``: 0.5 means the
+    large model is not expected to do better (both right, or both wrong).
+    """
 
     name: ClassVar[str]
     #: Set for kinds that always choose one tier; the decision says ``pinned``.

@@ -40,7 +40,11 @@ class RouteFeatures:
     ``vector`` is the request's unit-norm embedding (the one the cache searched
     with); ``neighbour_similarities`` are the cosine similarities of the nearest
     stored large-model answers the cache found (best first, may be empty) and
-    ``neighbour_utilities`` their learned utilities, when known.
+    ``neighbour_utilities`` their learned utilities, when known. The stacked
+    model reads the best neighbour similarity (its weight is learned from
+    records that carry it, i.e. cachegate's own log; the bundled model was fitted
+    on public data without a cache, so there it is 0); utilities ride along for
+    logging and retraining.
     """
 
     vector: npt.NDArray[np.float32]
