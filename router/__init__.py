@@ -15,6 +15,7 @@ from router.errors import RouterArtifactError, RouterConfigError, RouterDataErro
 from router.examples import ExampleCandidate, ExampleConfig, build_messages, select_examples
 from router.fit import FitArrays, FitParams, FitResult, fit_model
 from router.metrics import RoutingQuality, routing_quality
+from router.model import LearnedModel
 from router.records import RouteRecord, read_records, record_from_log
 from router.router import Router, load_router, router_from_model, untrained_router
 from router.scorers import SCORERS, Scorer
@@ -30,6 +31,7 @@ __all__ = [
     "FitArrays",
     "FitParams",
     "FitResult",
+    "LearnedModel",
     "RefreshResult",
     "RouteDecision",
     "RouteFeatures",
