@@ -25,6 +25,8 @@ def ask(c: openai.OpenAI, text: str, *, model: str = "auto") -> Any:
 def stack_with(
     embedder: Embedder, tmp_path: Path, router: Cfg, tweak: Callable[[Cfg], None] | None = None
 ) -> Stack:
+    tmp_path.mkdir(parents=True, exist_ok=True)
+
     def configure(cfg: Cfg) -> None:
         cfg["storage"] = {"url": f"sqlite+aiosqlite:///{tmp_path / 'r.db'}"}
         cfg["router"] = router
