@@ -1,6 +1,6 @@
 """Evaluate the learned router the way RouteLLM does (APGR, CPT) on public outcome data.
 
-    .venv/bin/python -m bench.router_eval [--seed 0] [--skip-gsm8k]
+    OPENBLAS_NUM_THREADS=1 .venv/bin/python -m bench.router_eval [--seed 0] [--skip-gsm8k] [--examples]
 
 Data: ../shared/data/router (RouteLLM's evaluation outcomes; strong = GPT-4,
 weak = Mixtral-8x7B). Split: MMLU rows are split 50/50 *within each subject*
@@ -20,6 +20,8 @@ import numpy as np
 
 from bench.embcache import SHARED_DATA, embed_texts
 from router import (
+    ExampleCandidate,
+    ExampleConfig,
     FitParams,
     LearnedModel,
     RouteFeatures,
@@ -28,10 +30,12 @@ from router import (
     RoutingQuality,
     arrays_from_records,
     calibrate_threshold,
+    estimate_tokens,
     fit_model,
     large_share_at,
     router_from_model,
     routing_quality,
+    select_examples,
 )
 
 DATA = SHARED_DATA / "router"
@@ -121,10 +125,52 @@ def latency(router_feats: list[RouteFeatures], model: LearnedModel) -> None:
         print(f"| {kind} | {w50:.3f} ms | {w99:.3f} ms | {c50:.3f} ms | {c99:.3f} ms |")
 
 
+def examples_report(gsm: Sequence[RouteRecord], gsm_vectors: np.ndarray) -> None:
+    """IC example selection on GSM8K dev with the GSM8K train gold answers as the pool."""
+    gold = [json.loads(line) for line in (DATA / "gsm8k_train_gold.jsonl").open()]
+    pool = embed_texts([g["question"] for g in gold])
+    sims = gsm_vectors @ pool.T
+    top = np.argsort(-sims, axis=1)[:, :20]
+    print("\n### In-context examples: GSM8K dev requests, GSM8K train gold answers as the pool\n")
+    print("| similarity floor | requests with >= 1 example | mean examples | mean tokens added |")
+    print("| --- | --- | --- | --- |")
+    for floor in (0.5, 0.6, 0.7, 0.8):
+        config = ExampleConfig(k=3, token_budget=1024, similarity_floor=floor)
+        counts, tokens = [], []
+        for row, idx in enumerate(top):
+            cands = [
+                ExampleCandidate(
+                    entry_id=str(j),
+                    tenant="t",
+                    request_text=gold[j]["question"],
+                    answer_text=gold[j]["answer"],
+                    similarity=float(np.clip(sims[row, j], -1.0, 1.0)),
+                    utility=0.5,
+                    tier="large",
+                )
+                for j in idx
+            ]
+            chosen = select_examples(
+                cands, tenant="t", category="math", config=config, count_tokens=estimate_tokens
+            )
+            counts.append(len(chosen))
+            tokens.append(sum(estimate_tokens(c.request_text + c.answer_text) for c in chosen))
+        has = np.mean(np.array(counts) > 0)
+        print(f"| {floor} | {has:.1%} | {np.mean(counts):.2f} | {np.mean(tokens):.0f} |")
+    best = sims.max(axis=1)
+    small, _ = outcomes(gsm)
+    print("\n| best pool similarity | requests | small model right |\n| --- | --- | --- |")
+    for lo, hi in ((0.0, 0.6), (0.6, 0.7), (0.7, 0.8), (0.8, 1.01)):
+        m = (best >= lo) & (best < hi)
+        if m.any():
+            print(f"| [{lo}, {min(hi, 1.0)}) | {m.sum()} | {small[m].mean():.1%} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--skip-gsm8k", action="store_true")
+    parser.add_argument("--examples", action="store_true", help="also report IC example selection")
     args = parser.parse_args()
     params = FitParams(seed=args.seed)
 
@@ -181,6 +227,8 @@ def main() -> None:
         for kind in KINDS
     }
     print(f"\nGSM8K: small right {g_small.mean():.3f}, large right {g_large.mean():.3f}")
+    if args.examples:
+        examples_report(gsm, gsm_vectors)
     print_quality(
         "Cross-benchmark: fitted on all MMLU, scored on GSM8K",
         quality_rows(g_scores, g_small, g_large, args.seed),
