@@ -8,8 +8,12 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from cache import CacheError
+from classifier import ClassifierError
+from proxy.cli_router import add_commands as add_router_commands
 from proxy.errors import SettingsError
 from proxy.settings import Settings, load_settings
+from router import RouterError
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -114,6 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--max-concurrency", type=int)
     sim.add_argument("--seed", type=int, default=0)
     sim.set_defaults(func=cmd_sim_backend)
+    add_router_commands(sub)
     return parser
 
 
@@ -124,7 +129,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         code: int = args.func(args)
-    except SettingsError as exc:
+    except (SettingsError, RouterError, CacheError, ClassifierError) as exc:
         print(f"cachegate: {exc}", file=sys.stderr)
         return 2
     return code
