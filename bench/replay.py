@@ -48,7 +48,7 @@ from bench.workload import TRACES, Workload, build_workload, paraphrase_repeats,
 from cache import EquivalenceChecker
 
 ANSWER = re.compile(r"answer to ([0-9a-f]{12})")
-VARIANTS = ("none", "exact", "gptcache", "global", "cachegate")
+VARIANTS = ("none", "exact", "global", "cachegate", "gptcache")
 
 
 class ReplayError(RuntimeError):
@@ -86,7 +86,7 @@ async def replay(
     model: str = "large",
     label: str = "replay",
     progress: bool = True,
-    max_error_rate: float = 0.01,
+    max_error_rate: float | None = 0.01,
     timeout_s: float = 60.0,
 ) -> list[Outcome]:
     """Sends every request at its arrival time (open loop); raises :class:`ReplayError`
@@ -150,7 +150,7 @@ async def replay(
         tick.cancel()
         bar.draw(final=True)
     failed = [o for o in outcomes if o.status != 200]
-    if len(failed) > max_error_rate * len(outcomes):
+    if max_error_rate is not None and len(failed) > max_error_rate * len(outcomes):
         raise ReplayError(
             f"{label}: {len(failed)} of {len(outcomes)} requests failed; first: "
             f"status {failed[0].status} {failed[0].error}"
@@ -211,7 +211,15 @@ async def run_variants(args: argparse.Namespace, workload: Workload,
             with _variant(name, small, large, Path(tmp), global_t, gpt_t, equivalence,
                           router) as url:  # fmt: skip
                 use = "sim-large" if name in ("none", "gptcache") else model
-                results[name] = await replay(url, workload, model=use, label=name)
+                # One variant failing requests (GPTCache falling behind, say) is reported
+                # in its errors column, not allowed to throw away the others' results.
+                outcomes = await replay(url, workload, model=use, label=name,
+                                        max_error_rate=None, timeout_s=args.timeout_s)  # fmt: skip
+                failed = sum(o.status != 200 for o in outcomes)
+                if failed > 0.01 * len(outcomes):
+                    print(f"WARNING: {name}: {failed} of {len(outcomes)} requests failed "
+                          f"(timeouts after {args.timeout_s:.0f} s count as failures)")  # fmt: skip
+                results[name] = outcomes
     return results
 
 
@@ -233,6 +241,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--global-threshold", type=float, help="skip fitting; cosine threshold")
     p.add_argument("--gptcache-threshold", type=float, help="skip fitting; GPTCache's own scale")
     p.add_argument("--no-equivalence", action="store_true")
+    p.add_argument("--timeout-s", type=float, default=120.0, help="per request")
     p.add_argument("--json", type=Path, help="write summaries here")
     p.add_argument("--dump", type=Path, help="write every request's outcome here (JSONL)")
     return p.parse_args(argv)
