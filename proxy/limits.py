@@ -1,9 +1,13 @@
 """Usage limits per tenant: requests and tokens per minute, a cost budget per period.
 
-Each limit counts in a fixed window (a minute; ``budget_period_s`` for cost). A
-replica decides locally from the global total it last read plus what it counted
-since; every ``sync_interval_s`` it adds its deltas to the shared SQL row of
-(tenant, kind, window) and reads every tenant's totals back. So across N
+Requests and tokens count per minute window, judged as a sliding window: the
+current minute's count plus the previous minute's weighted by how much of it
+still lies within the last 60 s (so a burst straddling a minute boundary cannot
+pass twice the limit). Cost counts per fixed ``budget_period_s`` (a daily budget
+resets at the period's start). A replica decides locally from the global totals
+it last read plus what it counted since; every ``sync_interval_s`` it adds its
+deltas to the shared SQL row of (tenant, kind, window) and reads every tenant's
+totals of the current and previous windows back. So across N
 replicas a limit can be overshot by at most what the others admit within one
 sync interval. When the store is down each replica keeps enforcing on its own
 counts (and re-sends them once the store is back), so limits fail soft, never closed.
@@ -104,7 +108,7 @@ class Limiter:
         self.store = store
         self.clock = clock
         self.overrides: dict[str, dict[str, Any]] = {}
-        self._global: dict[tuple[str, str], tuple[int, float]] = {}  # -> (window, total)
+        self._global: dict[CounterKey, float] = {}  # (tenant, kind, window) -> total
         self._pending: dict[CounterKey, float] = {}
         self._sending: dict[CounterKey, float] = {}
         self.store_ok = True
@@ -147,22 +151,31 @@ class Limiter:
     def window(self, kind: Kind, now: float) -> int:
         return int(now // self.window_length(kind))
 
+    def _count(self, tenant: str, kind: Kind, window: int) -> float:
+        key = (tenant, kind, window)
+        local = self._pending.get(key, 0.0) + self._sending.get(key, 0.0)
+        return self._global.get(key, 0.0) + local
+
+    def _counts(self, tenant: str, kind: Kind, now: float) -> tuple[float, float, float]:
+        """(current window's count, previous window's, share of the previous still in)."""
+        w = self.window(kind, now)
+        current = self._count(tenant, kind, w)
+        if kind == "cost":
+            return current, 0.0, 0.0
+        elapsed = now / MINUTE - w
+        return current, self._count(tenant, kind, w - 1), 1.0 - elapsed
+
     def used(self, tenant: str, kind: Kind, now: float | None = None) -> float:
         now = self.clock() if now is None else now
-        w = self.window(kind, now)
-        total = 0.0
-        seen = self._global.get((tenant, kind))
-        if seen is not None and seen[0] == w:
-            total += seen[1]
-        key = (tenant, kind, w)
-        return total + self._pending.get(key, 0.0) + self._sending.get(key, 0.0)
+        current, previous, weight = self._counts(tenant, kind, now)
+        return current + previous * weight
 
     def usage(self, tenant: str) -> Usage:
         now = self.clock()
         return Usage(*(self.used(tenant, k, now) for k in KINDS))
 
     def tenants_seen(self) -> set[str]:
-        return {t for t, _ in self._global} | {t for t, _, _ in self._pending}
+        return {t for t, _, _ in self._global} | {t for t, _, _ in self._pending}
 
     # -- the request path ---------------------------------------------------------------
     def admit(self, tenant: str, prompt_tokens: int) -> None:
@@ -179,7 +192,7 @@ class Limiter:
             used = self.used(tenant, kind, now)
             over = used >= limit if kind == "cost" else used + asks[kind] > limit
             if over:
-                self._refuse(tenant, kind, limit, used, now)
+                self._refuse(tenant, kind, limit, asks[kind], now)
         self._add(tenant, "requests", 1.0, now)
         self._add(tenant, "tokens", float(prompt_tokens), now)
 
@@ -197,9 +210,9 @@ class Limiter:
         key = (tenant, kind, self.window(kind, now))
         self._pending[key] = self._pending.get(key, 0.0) + amount
 
-    def _refuse(self, tenant: str, kind: Kind, limit: float, used: float, now: float) -> None:
-        length = self.window_length(kind)
-        retry_after = max(1.0, math.ceil((self.window(kind, now) + 1) * length - now))
+    def _refuse(self, tenant: str, kind: Kind, limit: float, ask: float, now: float) -> None:
+        used = self.used(tenant, kind, now)
+        retry_after = max(1.0, math.ceil(self._wait(tenant, kind, limit, ask, now)))
         name = {"requests": "requests_per_minute", "tokens": "tokens_per_minute"}.get(
             kind, "budget_dollars"
         )
@@ -216,6 +229,19 @@ class Limiter:
             )
         raise RateLimited(message, retry_after=retry_after, limit=name)
 
+    def _wait(self, tenant: str, kind: Kind, limit: float, ask: float, now: float) -> float:
+        """Seconds until ``ask`` would fit if nothing else came in."""
+        length = self.window_length(kind)
+        to_next = (self.window(kind, now) + 1) * length - now
+        current, previous, weight = self._counts(tenant, kind, now)
+        if kind == "cost" or ask > limit:
+            return to_next
+        room = limit - ask
+        if current <= room:  # the previous minute's share has to fade enough
+            return max(0.0, (weight - (room - current) / previous) * length) if previous else 0.0
+        # This minute's own count becomes the fading one next minute.
+        return to_next + (1.0 - room / current) * length
+
     # -- keeping replicas in step -------------------------------------------------------
     async def sync(self) -> None:
         """Adds this replica's deltas to the shared rows and reads all totals back.
@@ -224,10 +250,13 @@ class Limiter:
             return
         now = self.clock()
         current: dict[str, int] = {k: self.window(k, now) for k in KINDS}
+        windows = [(k, w) for k, w in current.items()] + [
+            (k, w - 1) for k, w in current.items() if k != "cost"
+        ]
         # Deltas of past windows are still sent (their rows are pruned later).
         self._sending, self._pending = self._pending, {}
         try:
-            totals = await self.store.add_and_read(self._sending, current, now)
+            totals = await self.store.add_and_read(self._sending, windows, now)
             self.overrides = await self.store.overrides()
         except BaseException:
             for key, amount in self._sending.items():
@@ -235,7 +264,7 @@ class Limiter:
             self._sending = {}
             raise
         self._sending = {}
-        self._global = {(t, k): (current[k], v) for (t, k), v in totals.items() if k in current}
+        self._global = totals
         if now - self._last_prune >= PRUNE_EVERY_S:
             self._last_prune = now
             await self.store.prune_counters({k: w - 1 for k, w in current.items()})

@@ -134,10 +134,10 @@ class OpsStore:
 
     # -- counters -------------------------------------------------------------------------
     async def add_and_read(
-        self, deltas: Mapping[CounterKey, float], windows: Mapping[str, int], now: float
-    ) -> dict[tuple[str, str], float]:
-        """Adds ``deltas`` to their rows and returns every tenant's totals for the
-        current ``windows`` (kind -> window), in one transaction."""
+        self, deltas: Mapping[CounterKey, float], windows: Iterable[tuple[str, int]], now: float
+    ) -> dict[CounterKey, float]:
+        """Adds ``deltas`` to their rows and returns every tenant's totals in ``windows``
+        ((kind, window) pairs), in one transaction."""
         insert = postgresql.insert if self.dialect == "postgresql" else sqlite.insert
         async with self.begin() as conn:
             for (tenant, kind, window), delta in sorted(deltas.items()):
@@ -149,9 +149,11 @@ class OpsStore:
                     set_={"value": limit_counters.c.value + delta, "updated_at": now},
                 )
                 await conn.execute(stmt)
-            current = sa.or_(*(sa.and_(C.kind == k, C.window_no == w) for k, w in windows.items()))
-            rows = await conn.execute(sa.select(C.tenant, C.kind, C.value).where(current))
-            return {(r.tenant, r.kind): float(r.value) for r in rows}
+            wanted = sa.or_(*(sa.and_(C.kind == k, C.window_no == w) for k, w in windows))
+            rows = await conn.execute(
+                sa.select(C.tenant, C.kind, C.window_no, C.value).where(wanted)
+            )
+            return {(r.tenant, r.kind, int(r.window_no)): float(r.value) for r in rows}
 
     async def prune_counters(self, oldest: Mapping[str, int]) -> int:
         """Deletes windows older than ``oldest`` (kind -> first window kept)."""
