@@ -3,13 +3,16 @@
 The semantic tier finds candidates by cosine; this check decides. It first
 applies hard vetoes (:mod:`cache.equivalence_text`: a different number,
 arithmetic operator, unit, named entity, or a negation added to an otherwise
-identical text) because embeddings barely move on them and a false hit is the
-worst failure a cache can have. Pairs that pass go to a small learned scorer
-(:mod:`cache.equivalence_features` into a one-hidden-layer network, numpy
-only) fitted by ``scripts/train_equivalence.py`` on a fixed 70 % of the Quora
-Question Pairs dev file; its output is Platt-calibrated on out-of-fold scores,
-so ``score`` reads as a probability of equivalence. The weights and the
-default threshold ship as ``cache/data/equivalence.npz``.
+identical text; numbers and names only in otherwise near-identical texts)
+because embeddings barely move on them and a false hit is the worst failure a
+cache can have. Pairs that pass go to a small learned scorer, numpy only: a
+one-hidden-layer network reads the embeddings and a few lexical features, and
+its logit joins the lexical features of :mod:`cache.equivalence_features` in
+boosted trees (:mod:`cache.equivalence_trees`). Both are fitted by
+``scripts/train_equivalence.py`` on a fixed 70 % of the Quora Question Pairs
+dev file; the trees' output is Platt-calibrated on out-of-fold scores, so
+``score`` reads as a probability of equivalence. The weights, trees, hashed
+IDF table and default threshold ship as ``cache/data/equivalence.npz``.
 """
 
 from __future__ import annotations
@@ -24,8 +27,15 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from cache.equivalence_features import pair_features
-from cache.equivalence_text import hard_mismatch, signature
+from cache.equivalence_features import (
+    IDF_BITS,
+    TREE_NAMES,
+    lexical_features,
+    network_features,
+    tree_features,
+)
+from cache.equivalence_text import TextSignature, hard_mismatch, signature
+from cache.equivalence_trees import Forest
 from cache.errors import CacheError
 
 ARTIFACT = "equivalence.npz"
@@ -56,7 +66,7 @@ class EquivalenceVerdict:
 
 @dataclass(frozen=True, slots=True)
 class _Network:
-    """Standardise, ReLU hidden layer (absent for a linear model), logit, Platt."""
+    """Standardise, ReLU hidden layer (absent for a linear model), logit."""
 
     mean: Array
     scale: Array
@@ -64,15 +74,29 @@ class _Network:
     hidden_b: Array
     out_w: Array
     out_b: float
-    platt_a: float
-    platt_b: float
 
-    def score(self, features: Array) -> float:
+    def logit(self, features: Array) -> float:
         x = (features - self.mean) / self.scale
         if self.hidden_w.size:
             x = np.maximum(self.hidden_w @ x + self.hidden_b, 0.0)
-        logit = float(self.out_w @ x) + self.out_b
-        z = self.platt_a * logit + self.platt_b
+        return float(self.out_w @ x) + self.out_b
+
+
+@dataclass(frozen=True, slots=True)
+class _Scorer:
+    """Network logit, then trees over lexical features and that logit, then Platt."""
+
+    network: _Network
+    forest: Forest
+    idf: Array
+    platt_a: float
+    platt_b: float
+
+    def score(self, a: TextSignature, b: TextSignature, u: Array, v: Array) -> float:
+        lexical = lexical_features(a, b, float(u @ v))
+        logit = self.network.logit(network_features(lexical, u, v))
+        raw = self.forest.raw_score(tree_features(a, b, lexical, self.idf, logit))
+        z = self.platt_a * raw + self.platt_b
         return 1.0 / (1.0 + math.exp(-z)) if z > -700 else 0.0
 
 
@@ -89,8 +113,8 @@ def _check_threshold(threshold: float) -> float:
 class EquivalenceChecker:
     """Decides whether a cached candidate answers the same question as a query."""
 
-    def __init__(self, network: _Network, *, dim: int, default_threshold: float) -> None:
-        self._network = network
+    def __init__(self, scorer: _Scorer, *, dim: int, default_threshold: float) -> None:
+        self._scorer = scorer
         self.dim = dim
         self.default_threshold = _check_threshold(default_threshold)
 
@@ -110,13 +134,24 @@ class EquivalenceChecker:
                 hidden_b=f32["hidden_b"],
                 out_w=f32["out_w"],
                 out_b=float(meta["out_b"]),
-                platt_a=float(meta["platt_a"]),
-                platt_b=float(meta["platt_b"]),
+            )
+            forest = Forest(
+                feature=arrays["tree_feature"].astype(np.int16),
+                threshold=arrays["tree_threshold"].astype(np.float64),
+                leaf=arrays["tree_leaf"].astype(np.float64),
+                depth=int(meta["tree_depth"]),
+            )
+            if list(meta["tree_features"]) != list(TREE_NAMES) or f32["idf"].shape != (
+                1 << IDF_BITS,
+            ):
+                raise ValueError("artifact was fitted on other features")
+            scorer = _Scorer(
+                network, forest, f32["idf"], float(meta["platt_a"]), float(meta["platt_b"])
             )
             dim, threshold = int(meta["dim"]), float(meta["default_threshold"])
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise EquivalenceError(f"unreadable equivalence artifact: {exc}") from exc
-        return cls(network, dim=dim, default_threshold=threshold)
+        return cls(scorer, dim=dim, default_threshold=threshold)
 
     @classmethod
     def load_default(cls) -> EquivalenceChecker:
@@ -156,5 +191,5 @@ class EquivalenceChecker:
         kind = hard_mismatch(a, b)
         if kind is not None:
             return EquivalenceVerdict(False, 0.0, cosine, limit, f"hard_mismatch:{kind}")
-        score = self._network.score(pair_features(a, b, u, v))
+        score = self._scorer.score(a, b, u, v)
         return EquivalenceVerdict(score >= limit, score, cosine, limit, "model")

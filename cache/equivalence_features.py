@@ -1,13 +1,22 @@
-"""The feature vector the learned equivalence scorer reads for one pair.
+"""The feature vectors the learned equivalence scorer reads for one pair.
 
-A few lexical facts the embedding cannot see (word overlap, length, which
-side states a number or a name, how the question opens), then the cosine and
-the symmetric interactions of the two vectors, ``|u - v|`` and ``u * v``, as in
-sentence-pair classifiers since InferSent. Every feature is symmetric in the
-two texts, so the verdict does not depend on which one was cached first.
+Two stages read them. The embedding network gets a few lexical facts the
+embedding cannot see (word overlap, length, which side states a number or a
+name, how the question opens), then the cosine and the symmetric interactions
+of the two vectors, ``|u - v|`` and ``u * v``, as in sentence-pair classifiers
+since InferSent (:func:`pair_features`). The boosted trees get those lexical
+facts, the network's logit, and the Quora-duplicate features of the Kaggle era
+(:func:`tree_features`): overlap weighted by inverse document frequency (from
+a hashed table fitted on non-Quora text), the rarest unshared word, question
+words, shared bigrams, prefix and suffix, edit-distance ratios, and which
+soft veto fired. Every feature is symmetric in the two texts, so the verdict
+does not depend on which one was cached first.
 """
 
 from __future__ import annotations
+
+import difflib
+import zlib
 
 import numpy as np
 import numpy.typing as npt
@@ -15,8 +24,12 @@ import numpy.typing as npt
 from cache.equivalence_text import (
     TextSignature,
     content_difference,
+    mismatch_kind,
     unmatched_entities,
 )
+
+IDF_BITS = 16
+VETO_KINDS = ("number", "operator", "negation", "unit", "entity")
 
 
 def _words(text: str) -> list[str]:
@@ -102,6 +115,114 @@ def pair_features(
     v: npt.NDArray[np.float32],
 ) -> npt.NDArray[np.float32]:
     """Lexical features, then ``|u - v|``, then ``u * v`` (unit vectors ``u``, ``v``)."""
-    cosine = float(np.dot(u, v))
-    lexical = np.asarray(lexical_features(a, b, cosine), dtype=np.float32)
-    return np.concatenate([lexical, np.abs(u - v), u * v]).astype(np.float32, copy=False)
+    return network_features(lexical_features(a, b, float(np.dot(u, v))), u, v)
+
+
+def network_features(
+    lexical: list[float], u: npt.NDArray[np.float32], v: npt.NDArray[np.float32]
+) -> npt.NDArray[np.float32]:
+    """The embedding network's input from already computed lexical features."""
+    x = np.asarray(lexical, dtype=np.float32)
+    return np.concatenate([x, np.abs(u - v), u * v]).astype(np.float32, copy=False)
+
+
+_QUESTION_WORDS = frozenset(
+    _words("what how why when which who whom whose where can is are does do did should would will")
+)
+
+TREE_NAMES: tuple[str, ...] = (
+    *LEXICAL_NAMES,
+    "idf_share",
+    "idf_unshared_log",
+    "idf_unshared_max",
+    "idf_unshared_min",
+    "content_shared",
+    "content_unshared",
+    "same_first_question_word",
+    "same_question_words",
+    "word_gap",
+    "char_gap",
+    "min_words",
+    "max_words",
+    "shared_bigrams",
+    "contains",
+    "prefix_share",
+    "suffix_share",
+    "shared_words",
+    "sequence_ratio",
+    "sorted_sequence_ratio",
+    *(f"mismatch_{kind}" for kind in VETO_KINDS),
+    "network_logit",
+)
+
+
+def idf_bucket(word: str) -> int:
+    """The IDF table row of ``word`` (crc32, stable across processes unlike ``hash``)."""
+    return zlib.crc32(word.encode()) & ((1 << IDF_BITS) - 1)
+
+
+def _shared_run(a: tuple[str, ...], b: tuple[str, ...]) -> int:
+    run = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        run += 1
+    return run
+
+
+def _ratio(x: str, y: str) -> float:
+    # SequenceMatcher breaks ties by argument order: sort them for symmetry.
+    first, second = sorted((x, y))
+    return difflib.SequenceMatcher(None, first, second, autojunk=False).ratio()
+
+
+def tree_features(
+    a: TextSignature,
+    b: TextSignature,
+    lexical: list[float],
+    idf: npt.NDArray[np.float32],
+    network_logit: float,
+) -> npt.NDArray[np.float64]:
+    """The boosted trees' input, in the order of :data:`TREE_NAMES`."""
+    words_a = {w for w in a.tokens if w.isalnum()}
+    words_b = {w for w in b.tokens if w.isalnum()}
+    weight_a = {w: float(idf[idf_bucket(w)]) for w in words_a}
+    weight_b = {w: float(idf[idf_bucket(w)]) for w in words_b}
+    shared = words_a & words_b
+    total = sum(weight_a.values()) + sum(weight_b.values())
+    only_a = [weight_a[w] for w in words_a - words_b]
+    only_b = [weight_b[w] for w in words_b - words_a]
+    rare_a, rare_b = max(only_a, default=0.0), max(only_b, default=0.0)
+    content_a, content_b = words_a - _STOPWORDS, words_b - _STOPWORDS
+    question_a = [w for w in a.tokens if w in _QUESTION_WORDS]
+    question_b = [w for w in b.tokens if w in _QUESTION_WORDS]
+    text_a, text_b = " ".join(a.tokens), " ".join(b.tokens)
+    len_a, len_b = len(a.tokens), len(b.tokens)
+    shortest = max(min(len_a, len_b), 1)
+    bigrams_a = set(zip(a.tokens, a.tokens[1:], strict=False))
+    bigrams_b = set(zip(b.tokens, b.tokens[1:], strict=False))
+    kind = mismatch_kind(a, b)
+    extra = [
+        2 * sum(weight_a[w] for w in shared) / total if total else 1.0,
+        float(np.log1p(sum(only_a) + sum(only_b))),
+        max(rare_a, rare_b),
+        min(rare_a, rare_b),
+        float(len(content_a & content_b)),
+        float(len(content_a ^ content_b)),
+        float(question_a[:1] == question_b[:1]),
+        float(set(question_a) == set(question_b)),
+        float(abs(len_a - len_b)),
+        float(abs(len(text_a) - len(text_b))),
+        float(min(len_a, len_b)),
+        float(max(len_a, len_b)),
+        float(len(bigrams_a & bigrams_b)),
+        float(text_a in text_b or text_b in text_a),
+        _shared_run(a.tokens, b.tokens) / shortest,
+        _shared_run(a.tokens[::-1], b.tokens[::-1]) / shortest,
+        float(len(shared)),
+        _ratio(text_a, text_b),
+        _ratio(" ".join(sorted(a.tokens)), " ".join(sorted(b.tokens))),
+        *(float(kind == k) for k in VETO_KINDS),
+        network_logit,
+    ]
+    return np.asarray(lexical + extra, dtype=np.float32).astype(np.float64)

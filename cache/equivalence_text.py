@@ -306,13 +306,17 @@ def _units_differ(a: tuple[str, ...], b: tuple[str, ...]) -> bool:
     return False
 
 
-def hard_mismatch(a: TextSignature, b: TextSignature) -> str | None:
-    """The first answer-changing part on which ``a`` and ``b`` disagree, if any."""
+def mismatch_kind(a: TextSignature, b: TextSignature) -> str | None:
+    """The first answer-changing part on which ``a`` and ``b`` disagree, if any.
+
+    A feature of the learned scorer; :func:`hard_mismatch` is the narrower
+    subset that rejects outright.
+    """
     if a.expression and b.expression and a.expression != b.expression:
         return "number" if a.numbers != b.numbers else "operator"
     if a.numbers and b.numbers and a.numbers != b.numbers:
         return "number"
-    # Only near-identical texts are vetoed on negation: with more words changed
+    # Only near-identical texts are flagged on negation: with more words changed
     # the sentence is rephrased, a "not" often moves between clauses, and the
     # learned scorer (which sees the asymmetry as a feature) judges better.
     if bool(a.negation) != bool(b.negation) and content_difference(a, b) <= NEAR_IDENTICAL:
@@ -322,3 +326,21 @@ def hard_mismatch(a: TextSignature, b: TextSignature) -> str | None:
     if unmatched_entities(a, b) and unmatched_entities(b, a):
         return "entity"
     return None
+
+
+def hard_mismatch(a: TextSignature, b: TextSignature) -> str | None:
+    """The answer-changing disagreement that rejects a pair whatever the scorer says.
+
+    Arithmetic, units and negation always; a different number or named
+    entity only when the texts are otherwise near-identical. In rephrased
+    texts those two are often the same thing said twice ("iPhone 6" and "the
+    6th iPhone", "Trump" and "the US president"), so there the learned scorer,
+    which reads :func:`mismatch_kind` as a feature, decides instead.
+    """
+    kind = mismatch_kind(a, b)
+    if kind not in ("number", "entity") or content_difference(a, b) <= NEAR_IDENTICAL:
+        return kind
+    if a.expression and b.expression and a.expression != b.expression:
+        return kind  # arithmetic: another sum is never the same question
+    # Negation needs near-identical texts too, so only a unit can still differ.
+    return "unit" if kind == "number" and _units_differ(a.units, b.units) else None

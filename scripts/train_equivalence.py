@@ -4,13 +4,24 @@ Data: ``../shared/data/cache/qqp_dev.jsonl`` (Quora Question Pairs, 24,000
 labelled pairs). Split: a permutation of the pair indices drawn with
 ``numpy.random.default_rng(SPLIT_SEED)``; its first 70 % is the fit part, the
 rest is held out and only scored (``bench/cache_quality.py`` uses the same
-split). Within the fit part, 5-fold cross-validation picks the network size,
-weight decay and epoch count, gives out-of-fold scores on which the Platt
-calibration and the default threshold are fitted (the highest recall with
-precision >= 0.90 over *all* fit pairs, vetoed ones counted as rejections),
-and then the chosen network is refitted on the whole fit part.
+split).
 
-Run from the repository root:  .venv/bin/python -m scripts.train_equivalence
+Stages, all fitted on the fit part only:
+
+1. A hashed IDF table (``2**IDF_BITS`` float16 buckets) from text that is not
+   Quora's (Quora's terms forbid shipping vocabulary derived from it): the
+   labelled category queries, the router prompts, GPTCache's mock pairs and
+   the chit-chat paraphrases under ``../shared/data``.
+2. The embedding network (one hidden layer, numpy), 5-fold out-of-fold logits
+   and a refit on the whole fit part.
+3. LightGBM trees (fitting only; evaluated in numpy at run time) over the
+   lexical features and the network's logit, out-of-fold on the same folds;
+   Platt calibration and the default threshold (the highest recall with
+   precision >= 0.90 over *all* fit pairs, hard-vetoed ones counted as
+   rejections) come from those out-of-fold scores, then a refit.
+
+Run from the repository root (needs the ``train`` extra, i.e. lightgbm):
+    .venv/bin/python -m scripts.train_equivalence
 """
 
 from __future__ import annotations
@@ -19,22 +30,51 @@ import json
 import time
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from bench.embcache import SHARED_DATA, embed_texts
-from cache.equivalence import ARTIFACT
-from cache.equivalence_features import LEXICAL_NAMES, pair_features
+from cache.equivalence import ARTIFACT, EquivalenceChecker
+from cache.equivalence_features import (
+    IDF_BITS,
+    LEXICAL_NAMES,
+    TREE_NAMES,
+    idf_bucket,
+    lexical_features,
+    network_features,
+    tree_features,
+)
 from cache.equivalence_text import hard_mismatch, signature
+from cache.equivalence_trees import Forest
 
 SPLIT_SEED = 20261123
 FIT_FRACTION = 0.7
 TARGET_PRECISION = 0.90
 FOLDS = 5
-GRID = [(0, 1e-2), (64, 1e-2), (64, 3e-2)]  # (hidden units, weight decay)
-MAX_EPOCHS = 8
+# The network's size, decay and epochs were picked by out-of-fold AUC over a
+# grid of (0 | 64 hidden, 1e-2 | 3e-2 decay, 1-8 epochs) when it was the
+# whole scorer; the trees now do the rest, so it is no longer searched.
+HIDDEN, DECAY, EPOCHS = 64, 1e-2, 7
 BATCH = 256
+TREE_DEPTH = 6
+TREE_PARAMS: dict[str, Any] = {
+    "objective": "binary",
+    "learning_rate": 0.05,
+    "num_leaves": 31,
+    "max_depth": TREE_DEPTH,
+    "min_data_in_leaf": 40,
+    "feature_fraction": 0.8,
+    "bagging_fraction": 0.8,
+    "bagging_freq": 1,
+    "lambda_l2": 1.0,
+    "verbose": -1,
+    "num_threads": 2,
+    "seed": 0,
+    "deterministic": True,
+}
+TREE_ROUNDS = 400
 OUT = Path(__file__).resolve().parent.parent / "cache" / "data"
 
 F32 = npt.NDArray[np.float32]
@@ -149,33 +189,6 @@ def standardise(x: F32) -> tuple[F32, F32]:
     return mean.astype(np.float32), scale.astype(np.float32)
 
 
-def cross_validate(x: F32, y: F32) -> tuple[int, float, int, F64]:
-    """Pick (hidden, decay, epochs) by mean out-of-fold AUC; return them and OOF logits."""
-    folds = np.random.default_rng(1).integers(0, FOLDS, len(y))
-    best: tuple[float, int, float, int, F64] = (-1.0, 0, 0.0, 0, np.zeros(0))
-    for hidden, decay in GRID:
-        oof = np.zeros((MAX_EPOCHS, len(y)))
-        for k in range(FOLDS):
-            tr, te = folds != k, folds == k
-            mean, scale = standardise(x[tr])
-            xt, xe = (x[tr] - mean) / scale, (x[te] - mean) / scale
-            net = Net(x.shape[1], hidden, decay, seed=k)
-            rng = np.random.default_rng(k)
-            for epoch in range(MAX_EPOCHS):
-                order = rng.permutation(len(xt))
-                for start in range(0, len(xt), BATCH):
-                    idx = order[start : start + BATCH]
-                    net.step(xt[idx], y[tr][idx])
-                oof[epoch, te] = net.logits(xe)
-        aucs = [auc(o, y > 0.5) for o in oof]
-        e = int(np.argmax(aucs))
-        print(f"hidden={hidden:3d} decay={decay:g}: OOF AUC by epoch {np.round(aucs, 4)}")
-        if aucs[e] > best[0]:
-            best = (aucs[e], hidden, decay, e + 1, oof[e])
-    _, hidden, decay, epochs, logits = best
-    return hidden, decay, epochs, logits
-
-
 def platt(logits: F64, y: F64) -> tuple[float, float]:
     logits = np.clip(logits, -30, 30)
     a, b = 1.0, 0.0
@@ -190,36 +203,128 @@ def platt(logits: F64, y: F64) -> tuple[float, float]:
     return float(a), float(b)
 
 
+def idf_table() -> npt.NDArray[np.float16]:
+    """Smoothed log inverse document frequency per hashed word, from non-Quora text."""
+    docs: list[str] = []
+    with open(SHARED_DATA / "categories" / "labeled_queries_dev.jsonl") as f:
+        docs += [json.loads(line)["text"] for line in f]
+    for path in sorted((SHARED_DATA / "router").glob("*.jsonl")):
+        with open(path) as f:
+            rows = [json.loads(line) for line in f]
+        docs += [r.get("prompt") or r["question"] for r in rows]
+    with open(SHARED_DATA / "cache" / "gptcache_mock_pairs.json") as f:
+        docs += [t for r in json.load(f) for t in (r["origin"], r["similar"])]
+    with open(SHARED_DATA / "cache" / "chitchat_paraphrase_groups_dev.jsonl") as f:
+        docs += [q for line in f for q in json.loads(line)["questions"]]
+    df = np.zeros(1 << IDF_BITS)
+    for doc in docs:
+        for bucket in {idf_bucket(w) for w in signature(doc).tokens if w.isalnum()}:
+            df[bucket] += 1
+    print(f"IDF table from {len(docs)} non-Quora texts, {(df > 0).mean():.0%} buckets seen")
+    return np.log((len(docs) + 1) / (df + 1)).astype(np.float16)
+
+
+def export_forest(booster: Any, depth: int) -> Forest:
+    """LightGBM trees as complete heap-ordered arrays (see :mod:`cache.equivalence_trees`)."""
+    trees = booster.dump_model()["tree_info"]
+    inner = 2**depth - 1
+    feature = np.zeros((len(trees), inner), np.int16)
+    threshold = np.full((len(trees), inner), np.inf)  # padding always goes left
+    leaf = np.zeros((len(trees), inner + 1))
+
+    def fill(t: int, node: dict[str, Any], at: int, level: int) -> None:
+        if "leaf_value" in node:  # copy to every padded leaf under ``at``
+            first = at
+            for _ in range(depth - level):
+                first = 2 * first + 1
+            width = 2 ** (depth - level)
+            leaf[t, first - inner : first - inner + width] = node["leaf_value"]
+            return
+        if node["decision_type"] != "<=" or level >= depth:
+            raise ValueError(f"unsupported split in tree {t}: {node['decision_type']}")
+        feature[t, at], threshold[t, at] = node["split_feature"], node["threshold"]
+        fill(t, node["left_child"], 2 * at + 1, level + 1)
+        fill(t, node["right_child"], 2 * at + 2, level + 1)
+
+    for t, tree in enumerate(trees):
+        fill(t, tree["tree_structure"], 0, 0)
+    return Forest(feature=feature, threshold=threshold, leaf=leaf, depth=depth)
+
+
+def fit_trees(x: npt.NDArray[np.float64], y: npt.NDArray[np.bool_]) -> Any:
+    import lightgbm  # fitting-time only (the ``train`` extra); run time evaluates numpy arrays
+
+    data = lightgbm.Dataset(x, y.astype(np.float64), free_raw_data=False)
+    return lightgbm.train(TREE_PARAMS, data, TREE_ROUNDS)
+
+
 def main() -> None:
     started = time.time()
     a, b, labels = load_qqp()
     va, vb = qqp_vectors(a, b)
     fit, held = qqp_split(len(a))
+    idf = idf_table()
+    idf32 = idf.astype(np.float32)
     sigs = [(signature(x), signature(y)) for x, y in zip(a, b, strict=True)]
     veto = np.array([hard_mismatch(sa, sb) or "" for sa, sb in sigs])
-    feats = np.stack([pair_features(sa, sb, va[i], vb[i]) for i, (sa, sb) in enumerate(sigs)])
+    lexical = [lexical_features(sa, sb, float(va[i] @ vb[i])) for i, (sa, sb) in enumerate(sigs)]
+    feats = np.stack([network_features(lex, va[i], vb[i]) for i, lex in enumerate(lexical)])
     y = labels.astype(np.float32)
+    print(f"features in {time.time() - started:.0f} s")
 
     dup = labels
-    print("vetoes on QQP duplicates (all 24,000 pairs; share of the 9,079 duplicates):")
+    print("hard vetoes on QQP duplicates (all 24,000 pairs; share of the 9,079 duplicates):")
     for kind, n in Counter(veto[dup]).most_common():
         if kind:
             non = int(((veto == kind) & ~dup).sum())
             print(f"  {kind:9s} rejects {n:4d} duplicates ({n / dup.sum():.2%}), {non} non-dup")
 
-    train_idx = fit[veto[fit] == ""]
-    hidden, decay, epochs, oof_logits = cross_validate(feats[train_idx], y[train_idx])
-    pa, pb = platt(oof_logits, y[train_idx].astype(np.float64))
-    oof_scores = np.zeros(len(fit))
-    oof_scores[veto[fit] == ""] = 1 / (1 + np.exp(-np.clip(pa * oof_logits + pb, -30, 30)))
+    # Stage 2: the network, out-of-fold on the fit part, then refitted on all of it.
+    folds = np.random.default_rng(1).integers(0, FOLDS, len(fit))
+    network_logit = np.zeros(len(a))
+    for k in range(FOLDS):
+        tr, te = fit[folds != k], fit[folds == k]
+        mean, scale = standardise(feats[tr])
+        net = train((feats[tr] - mean) / scale, y[tr], HIDDEN, DECAY, EPOCHS, seed=k)
+        network_logit[te] = net.logits((feats[te] - mean) / scale)
+    mean, scale = standardise(feats[fit])
+    net = train((feats[fit] - mean) / scale, y[fit], HIDDEN, DECAY, EPOCHS)
+    network_logit[held] = net.logits((feats[held] - mean) / scale)
+    print(
+        f"network OOF AUC {auc(network_logit[fit], labels[fit]):.4f} ({time.time() - started:.0f} s)"
+    )
+
+    # Stage 3: trees over lexical features and the network logit, same folds.
+    x = np.stack(
+        [
+            tree_features(sa, sb, lexical[i], idf32, float(network_logit[i]))
+            for i, (sa, sb) in enumerate(sigs)
+        ]
+    )
+    oof_raw = np.zeros(len(fit))
+    for k in range(FOLDS):
+        booster = fit_trees(x[fit[folds != k]], labels[fit[folds != k]])
+        oof_raw[folds == k] = booster.predict(x[fit[folds == k]], raw_score=True)
+    pa, pb = platt(oof_raw, y[fit].astype(np.float64))
+    oof_scores = np.where(
+        veto[fit] == "", 1 / (1 + np.exp(-np.clip(pa * oof_raw + pb, -30, 30))), 0.0
+    )
     threshold = best_threshold(oof_scores, labels[fit], TARGET_PRECISION)
-    print(f"chose hidden={hidden} decay={decay:g} epochs={epochs}; Platt a={pa:.3f} b={pb:.3f}")
+    print(
+        f"trees OOF AUC {auc(oof_raw, labels[fit]):.4f} alone, {auc(oof_scores, labels[fit]):.4f} "
+        f"with hard vetoes; recall at precision 0.90 "
+        f"{recall_at_precision(oof_raw, labels[fit], 0.9):.3f} / "
+        f"{recall_at_precision(oof_scores, labels[fit], 0.9):.3f}; Platt a={pa:.3f} b={pb:.3f}"
+    )
     print(f"default threshold {threshold:.4f} (OOF precision >= {TARGET_PRECISION} on fit part)")
 
-    mean, scale = standardise(feats[train_idx])
-    net = train((feats[train_idx] - mean) / scale, y[train_idx], hidden, decay, epochs)
-    logits = net.logits((feats[held] - mean) / scale).astype(np.float64)
-    scores = np.where(veto[held] == "", 1 / (1 + np.exp(-np.clip(pa * logits + pb, -30, 30))), 0.0)
+    booster = fit_trees(x[fit], labels[fit])
+    forest = export_forest(booster, TREE_DEPTH)
+    raw = np.array([forest.raw_score(row) for row in x[held]])
+    gap = float(np.abs(raw - booster.predict(x[held], raw_score=True)).max())
+    assert gap < 1e-6, f"numpy trees disagree with LightGBM by {gap}"
+    model_alone = 1 / (1 + np.exp(-np.clip(pa * raw + pb, -30, 30)))
+    scores = np.where(veto[held] == "", model_alone, 0.0)
     yh = labels[held]
     cos = np.einsum("ij,ij->i", va[held], vb[held]).astype(np.float64)
     at_default = scores >= threshold
@@ -227,15 +332,19 @@ def main() -> None:
         "held_out_pairs": len(held),
         "cosine_auc": auc(cos, yh),
         "cosine_recall_at_p90": recall_at_precision(cos, yh, 0.9),
-        "model_alone_auc": auc(logits, yh),  # vetoes ignored: what they cost on QQP labels
+        "network_alone_auc": auc(network_logit[held], yh),
+        "model_alone_auc": auc(model_alone, yh),  # vetoes ignored: what they cost on QQP labels
+        "model_alone_recall_at_p90": recall_at_precision(model_alone, yh, 0.9),
         "checker_auc": auc(scores, yh),
         "checker_recall_at_p90": recall_at_precision(scores, yh, 0.9),
         "default_threshold_precision": float(yh[at_default].mean()),
         "default_threshold_recall": float(at_default[yh].mean()),
         "default_threshold_false_hit_rate": float(at_default[~yh].mean()),
     }
-    for k, val in metrics.items():
-        print(f"held-out {k}: {val:.4f}" if isinstance(val, float) else f"held-out {k}: {val}")
+    for name, val in metrics.items():
+        print(
+            f"held-out {name}: {val:.4f}" if isinstance(val, float) else f"held-out {name}: {val}"
+        )
 
     meta = {
         "dim": int(va.shape[1]),
@@ -243,10 +352,15 @@ def main() -> None:
         "out_b": float(net.b2),
         "platt_a": pa,
         "platt_b": pb,
-        "features": [*LEXICAL_NAMES, "abs_diff[384]", "product[384]"],
-        "hidden": hidden,
-        "weight_decay": decay,
-        "epochs": epochs,
+        "network_features": [*LEXICAL_NAMES, "abs_diff[384]", "product[384]"],
+        "hidden": HIDDEN,
+        "weight_decay": DECAY,
+        "epochs": EPOCHS,
+        "tree_features": list(TREE_NAMES),
+        "tree_depth": TREE_DEPTH,
+        "tree_rounds": TREE_ROUNDS,
+        "tree_params": TREE_PARAMS,
+        "idf_bits": IDF_BITS,
         "split": {"seed": SPLIT_SEED, "fit_fraction": FIT_FRACTION, "source": "qqp_dev.jsonl"},
         "held_out": metrics,
     }
@@ -259,9 +373,17 @@ def main() -> None:
         hidden_w=net.w1,
         hidden_b=net.b1,
         out_w=net.w2,
+        idf=idf,
+        tree_feature=forest.feature,
+        tree_threshold=forest.threshold,
+        tree_leaf=forest.leaf,
     )
     (OUT / "equivalence.json").write_text(json.dumps(meta, indent=2) + "\n")
     size = (OUT / ARTIFACT).stat().st_size
+    checker = EquivalenceChecker.load((OUT / ARTIFACT).read_bytes())
+    i = int(held[0])
+    again = checker.check(a[i], va[i], b[i], vb[i], threshold=0.0).score
+    assert veto[i] != "" or abs(again - scores[0]) < 1e-4, (again, scores[0])
     print(f"wrote {OUT / ARTIFACT} ({size / 1e6:.2f} MB) in {time.time() - started:.0f} s")
 
 

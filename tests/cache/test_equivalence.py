@@ -13,7 +13,8 @@ import pytest
 
 from backends import OnnxEmbedder
 from cache.equivalence import EquivalenceChecker, EquivalenceError, EquivalenceVerdict
-from cache.equivalence_text import hard_mismatch, signature
+from cache.equivalence_text import hard_mismatch, mismatch_kind, signature
+from cache.equivalence_trees import Forest
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -213,3 +214,37 @@ def test_default_artifact_loads_without_shared_data(tmp_path: Path) -> None:
     )
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, check=True, timeout=60)
+
+
+def test_rephrased_numbers_go_to_the_scorer_but_arithmetic_never_does() -> None:
+    # Near-identical texts: the number alone changed, vetoed.
+    near = (
+        signature("What is the price of iPhone 6?"),
+        signature("What is the price of iPhone 7?"),
+    )
+    assert hard_mismatch(*near) == "number"
+    # Rephrased: still flagged for the scorer's features, but it decides.
+    a = signature("What is the price of the iPhone 6 in India?")
+    b = signature("How much does an iPhone 7 cost these days in India?")
+    assert mismatch_kind(a, b) == "number"
+    assert hard_mismatch(a, b) is None
+    # Another sum, however rephrased, is refused outright.
+    a, b = signature("What is 17 × 23?"), signature("Could you please work out 17 × 24 for me?")
+    assert hard_mismatch(a, b) == "number"
+
+
+def test_forest_pads_a_leaf_reached_early() -> None:
+    # One tree of depth 2: root splits x0 <= 0.5; left is a leaf (1.0), right
+    # splits x1 <= 2.0 into leaves 2.0 and 3.0.
+    inf = float("inf")
+    forest = Forest(
+        feature=np.array([[0, 0, 1]], dtype=np.int16),
+        threshold=np.array([[0.5, inf, 2.0]]),
+        leaf=np.array([[1.0, 1.0, 2.0, 3.0]]),
+        depth=2,
+    )
+    assert forest.raw_score(np.array([0.5, 9.0])) == 1.0
+    assert forest.raw_score(np.array([0.6, 2.0])) == 2.0
+    assert forest.raw_score(np.array([0.6, 2.5])) == 3.0
+    with pytest.raises(ValueError, match="depth"):
+        Forest(forest.feature, forest.threshold, forest.leaf, depth=3)
