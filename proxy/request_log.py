@@ -130,7 +130,9 @@ class RequestLog:
             return int(result.rowcount or 0)
 
     async def rate(self, tenant: str, response_id: str, rating: float) -> bool:
-        """Records feedback on a logged response (False when no row has that id)."""
+        """Records feedback on a logged response (False when no row has that id).
+        Writes the queue first: the row of a just-answered request may still be in it."""
+        await self.flush()
         stmt = (
             sa.update(request_log)
             .where(R.tenant == tenant, R.response_id == response_id)
