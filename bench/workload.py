@@ -23,6 +23,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import re
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -53,7 +54,7 @@ DEFAULT_ZIPF = {
     "math": 0.9,
     "factual": 1.0,
     "general": 1.0,
-    "conversation": 0.4,
+    "conversation": 0.0,
     "time_sensitive": 0.5,
 }
 # Families in a category's pool per request of that category: a smaller pool repeats more.
@@ -70,6 +71,28 @@ TRACES = {
     "azure-conv": "traces/AzureLLMInferenceTrace_conv.csv",
     "mooncake": "traces/mooncake_conversation_trace.jsonl",
 }
+
+
+# CLINC150 small-talk intents: every query of one deserves the assistant's one answer (its
+# name, age, maker...). Other CLINC/HWU intents depend on an entity (fun fact about X,
+# status of flight Y) and stay one intent per text.
+SMALL_TALK = frozenset(
+    [
+        "thank_you",
+        "are_you_a_bot",
+        "where_are_you_from",
+        "who_do_you_work_for",
+        "what_is_your_name",
+        "greeting",
+        "who_made_you",
+        "what_are_your_hobbies",
+        "do_you_have_pets",
+        "how_old_are_you",
+        "meaning_of_life",
+        "goodbye",
+        "what_can_i_ask_you",
+    ]
+)
 
 
 class WorkloadError(Exception):
@@ -193,8 +216,18 @@ def load_families(root: Path | None = None) -> list[Family]:
             fams.same(a, b, "general")
         else:
             fams.related(a, b, "general")
+    first_of: dict[str, str] = {}
     for row in _jsonl(data_path("categories/labeled_queries_dev.jsonl", root)):
-        fams.add(str(row["text"]), str(row["category"]))
+        text, source = str(row["text"]), str(row["source"])
+        fams.add(text, str(row["category"]))
+        if source.startswith("clinc150:") and source.split(":", 1)[1] in SMALL_TALK:
+            fams.same(first_of.setdefault(source, text), text, "conversation")
+    # Texts equal but for case, punctuation and spacing are one question, whatever labels
+    # their sources gave them.
+    by_key: dict[str, str] = {}
+    for text in list(fams.category):
+        key = " ".join(re.sub(r"[^\w\s]", " ", text.lower()).split())
+        fams.same(by_key.setdefault(key, text), text, fams.category[text])
     return fams.build()
 
 
