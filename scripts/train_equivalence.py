@@ -74,7 +74,7 @@ TREE_PARAMS: dict[str, Any] = {
     "seed": 0,
     "deterministic": True,
 }
-TREE_ROUNDS = 400
+TREE_ROUNDS = 200  # out-of-fold AUC peaks near 200 rounds at this rate (0.9227 vs 0.9215 at 400)
 OUT = Path(__file__).resolve().parent.parent / "cache" / "data"
 
 F32 = npt.NDArray[np.float32]
