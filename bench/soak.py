@@ -193,6 +193,16 @@ def main(argv: Sequence[str] | None = None) -> None:
     p.add_argument("--warmup-min", type=float, default=2.0)
     p.add_argument("--sample-s", type=float, default=5.0)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--max-entries",
+        type=int,
+        help="per-category cache quota, so the cache reaches a steady size (a leak check)",
+    )
+    p.add_argument(
+        "--no-ops",
+        action="store_true",
+        help="leave usage limits and the request log off (on by default, to exercise them)",
+    )
     p.add_argument("--json", type=Path)
     args = p.parse_args(argv)
     trace_min = 58.0 / args.speedup  # the whole trace, compressed
@@ -211,7 +221,13 @@ def main(argv: Sequence[str] | None = None) -> None:
             large,
             Path(tmp) / "soak.db",
             router=artifact_present("router", "default_router.npz"),
+            default_policy=None if args.max_entries is None else {"max_entries": args.max_entries},
         )
+        if not args.no_ops:
+            # Generous limits and the request log with prompts: exercised, never binding.
+            cfg["limits"] = {"requests_per_minute": 1_000_000, "tokens_per_minute": 10**9,
+                             "budget_dollars": 1_000_000.0}  # fmt: skip
+            cfg["privacy"] = {"request_log": True, "store_prompts": True}
         base, pid = stack.enter_context(proxy_process(cfg))
         started = time.time()
         samples, rss = asyncio.run(drive(base, pid, plan, args.sample_s))
@@ -233,6 +249,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         "rss_mb_after_warmup": next((m for t, m in rss if t >= args.warmup_min * 60), None),
         "rss_mb_end": rss[-1][1],
         "rss_slope_mb_per_hour_after_warmup": slope_mb_per_hour(rss, args.warmup_min * 60),
+        "max_entries": args.max_entries,
+        "ops_exercised": not args.no_ops,
         "per_minute": per_minute(samples),
         "rss": rss,
         "metrics_end": metrics,
