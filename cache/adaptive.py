@@ -11,8 +11,9 @@ load signal per backend tier every tick and asks for effective policies.
   go to, and returns to 0 when the load falls. A category only moves within
   its policy's bounds: ``threshold_floor`` (lowest similarity threshold) and
   ``ttl_max_factor`` (longest TTL stretch); a policy without bounds never
-  changes. The equivalence threshold is lowered by the same amount as the
-  similarity threshold (never below 0), since it makes the final call.
+  changes. For categories with a ``threshold_floor`` the equivalence threshold
+  is lowered too, by up to ``equivalence_drop`` at full relaxation, since it
+  makes the final call among the candidates the cosine floor admits.
 """
 
 from __future__ import annotations
@@ -55,12 +56,18 @@ class AdaptiveConfig:
     min_dwell_s: float = 3.0  # a level is held at least this long before falling
     step: float = 0.25  # relaxation change per tick (ticks are ~1 s)
     elevated_target: float = 0.5  # relaxation aimed at while elevated (1.0 when overloaded)
+    # How far the equivalence threshold may drop at full relaxation. The equivalence
+    # check makes the final call among the candidates the cosine floor admits, so
+    # lowering the floor alone admits candidates it then refuses.
+    equivalence_drop: float = 0.1
 
     def __post_init__(self) -> None:
         if not 0 < self.elevated_at < self.overloaded_at:
             raise PolicyError("adaptive: need 0 < elevated_at < overloaded_at")
         if not 0 <= self.hysteresis < self.elevated_at:
             raise PolicyError("adaptive: hysteresis must be in [0, elevated_at)")
+        if not 0 <= self.equivalence_drop <= 1:
+            raise PolicyError("adaptive: equivalence_drop must be in [0, 1]")
         if not 0 < self.step <= 1 or not 0 <= self.elevated_target <= 1:
             raise PolicyError("adaptive: step must be in (0, 1], elevated_target in [0, 1]")
         if self.min_dwell_s < 0:
@@ -156,13 +163,10 @@ class PolicyAdapter:
         threshold = policy.similarity_threshold
         equivalence = policy.equivalence_threshold
         if floor is not None:
-            drop = r * (threshold - floor)
-            threshold -= drop
-            # The equivalence check decides among the candidates the cosine floor
-            # admits; it is relaxed by the same amount, so a lower floor can hit.
+            threshold -= r * (threshold - floor)
             base = equivalence if equivalence is not None else self.equivalence_default
             if base is not None:
-                equivalence = max(0.0, base - drop)
+                equivalence = max(0.0, base - r * self.config.equivalence_drop)
         ttl = policy.ttl_seconds * (1 + r * (policy.ttl_max_factor - 1))
         return replace(
             policy,

@@ -225,6 +225,7 @@ class AdaptiveSettings(_Strict):
     hysteresis: float = Field(0.15, ge=0)
     min_dwell_s: float = Field(3.0, ge=0)
     step: float = Field(0.25, gt=0, le=1)
+    equivalence_drop: float = Field(0.1, ge=0, le=1)
 
 
 class Settings(_Strict):

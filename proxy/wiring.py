@@ -120,6 +120,7 @@ def build_adaptive(cfg: AdaptiveSettings) -> AdaptiveConfig:
             hysteresis=cfg.hysteresis,
             min_dwell_s=cfg.min_dwell_s,
             step=cfg.step,
+            equivalence_drop=cfg.equivalence_drop,
         )
     except PolicyError as exc:
         raise SettingsError(f"invalid configuration: {exc}") from None

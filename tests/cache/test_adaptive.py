@@ -38,7 +38,9 @@ def test_level_rises_at_once_and_falls_only_after_dwell_and_hysteresis() -> None
 
 
 def test_relaxation_moves_within_bounds_and_returns() -> None:
-    adapter = PolicyAdapter(AdaptiveConfig(step=0.25), equivalence_default=0.6)
+    adapter = PolicyAdapter(
+        AdaptiveConfig(step=0.25, equivalence_drop=0.2), equivalence_default=0.6
+    )
     policies = {"factual": BOUNDED, "math": FIXED}
     shares = {"factual": {"large": 1.0}, "math": {"large": 1.0}}
     overloaded = {"small": "normal", "large": "overloaded"}
@@ -56,7 +58,7 @@ def test_relaxation_moves_within_bounds_and_returns() -> None:
     assert seen[-1] == pytest.approx(0.80) and seen[0] > seen[-1]
     full = adapter.effective("factual", BOUNDED)
     assert full.ttl_seconds == pytest.approx(300.0)
-    assert full.equivalence_threshold == pytest.approx(0.5)  # lowered by the same 0.10
+    assert full.equivalence_threshold == pytest.approx(0.4)  # lowered by equivalence_drop
     assert adapter.effective("math", FIXED) == FIXED  # no bounds: never changes
     calm = {"small": "normal", "large": "normal"}
     for _ in range(4):
