@@ -101,7 +101,9 @@ class _Scorer:
 
 
 def _folded(text: str) -> str:
-    return " ".join(text.casefold().split())
+    # Case, spacing and closing punctuation do not change a question
+    # ("Where was it filmed?" is "where was it filmed").
+    return " ".join(text.casefold().split()).rstrip(" ?!.;:")
 
 
 def _check_threshold(threshold: float) -> float:
