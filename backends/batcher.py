@@ -1,9 +1,10 @@
 """Micro-batching of embedding requests, run off the event loop.
 
 Requests that arrive together are grouped into one ``embed_batch`` call
-(bounded by ``max_batch`` texts and ``max_wait_s`` of waiting) that runs in a
-single worker thread, so the event loop never blocks on the model and the
-model sees batches instead of one text at a time.
+(bounded by ``max_batch`` texts; by default it waits for nobody: the texts that
+queued while the model was busy form the next batch, so an idle model adds no
+latency and a busy one batches naturally) that runs in a single worker thread,
+so the event loop never blocks on the model.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from backends.errors import EmbedderError
 @dataclass(frozen=True)
 class BatchLimits:
     max_batch: int = 32
-    max_wait_s: float = 0.002
+    max_wait_s: float = 0.0
 
     def __post_init__(self) -> None:
         if self.max_batch < 1:
@@ -92,16 +93,19 @@ class BatchingEmbedder:
         loop = asyncio.get_running_loop()
         while True:
             batch = [await self._queue.get()]
+            # Continuous batching: take whatever queued up while the model was busy.
+            # Waiting for more (max_wait_s > 0) only adds latency when the model is idle.
             deadline = loop.time() + self.limits.max_wait_s
             while len(batch) < self.limits.max_batch:
+                if not self._queue.empty():
+                    batch.append(self._queue.get_nowait())
+                    continue
                 timeout = deadline - loop.time()
+                if timeout <= 0:
+                    break
                 try:
-                    batch.append(
-                        self._queue.get_nowait()
-                        if timeout <= 0
-                        else await asyncio.wait_for(self._queue.get(), timeout)
-                    )
-                except (asyncio.QueueEmpty, TimeoutError):
+                    batch.append(await asyncio.wait_for(self._queue.get(), timeout))
+                except TimeoutError:
                     break
             live = [p for p in batch if not p.future.done()]
             if not live:

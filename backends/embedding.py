@@ -70,7 +70,7 @@ class OnnxEmbedder:
         *,
         max_tokens: int = DEFAULT_MAX_TOKENS,
         device: str = "auto",
-        threads: int = 0,
+        threads: int = 1,
         name: str = "all-MiniLM-L6-v2-int8",
     ) -> None:
         # Imported here, not at module level, so importing ``backends`` stays
