@@ -20,6 +20,7 @@ charged at the answering backend's configured prices; cache hits cost nothing.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import time
@@ -269,14 +270,21 @@ class Limiter:
             self._last_prune = now
             await self.store.prune_counters({k: w - 1 for k, w in current.items()})
 
-    async def run(self) -> None:
-        """Syncs every interval until cancelled (then :meth:`close` sends the last deltas)."""
-        while True:
-            await asyncio.sleep(self.settings.sync_interval_s)
-            await self._sync_logged()
+    async def run(self, stopping: asyncio.Event) -> None:
+        """Syncs every interval until ``stopping`` is set (then :meth:`close` sends the
+        last deltas). It returns at its next wait rather than being cancelled: a query
+        abandoned half-way would finish on the driver's thread after the loop closed."""
+        while not stopping.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stopping.wait(), self.settings.sync_interval_s)
+            if not stopping.is_set():
+                await self._sync_logged()
 
     async def close(self) -> None:
-        await self._sync_logged()
+        """Sends the last deltas, unless the store is known to be down: a connection
+        attempt failing right before the loop closes trips the driver's thread."""
+        if self.store_ok:
+            await self._sync_logged()
 
     async def _sync_logged(self) -> None:
         try:

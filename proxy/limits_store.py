@@ -116,8 +116,12 @@ class OpsStore:
             if _is_memory(self.url):
                 async with self.engine.begin() as conn:
                     await conn.run_sync(metadata.create_all)
-            else:
-                await migrate_async(self.url)
+                return
+            # Probe on this loop first: a connection failing inside the migration's
+            # short-lived loop would leave aiosqlite's thread posting to a closed loop.
+            async with self.engine.connect():
+                pass
+            await migrate_async(self.url)
         except DB_ERRORS as exc:
             raise Unavailable(f"limits/log store unavailable: {exc}") from exc
 

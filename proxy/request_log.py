@@ -16,6 +16,7 @@ hits cost nothing) and queues the log row.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
@@ -41,6 +42,7 @@ if TYPE_CHECKING:  # services imports this module; types only here
 log = logging.getLogger("cachegate.request_log")
 R = request_log.c
 BATCH = 256
+WRITE_EVERY_S = 0.25
 SWEEP_EVERY_S = 60.0
 
 
@@ -82,6 +84,7 @@ class RequestLog:
             registry=registry,
         )
         self._last_sweep = 0.0
+        self.store_ok = True
 
     def add(self, row: LogRow) -> bool:
         try:
@@ -91,24 +94,33 @@ class RequestLog:
             return False
         return True
 
-    async def run(self) -> None:
-        while True:
-            rows = [await self.queue.get()]
-            while len(rows) < BATCH and not self.queue.empty():
-                rows.append(self.queue.get_nowait())
-            await self._write(rows)
-            if self.clock() - self._last_sweep >= SWEEP_EVERY_S:
+    async def run(self, stopping: asyncio.Event) -> None:
+        """Writes what is queued every ``WRITE_EVERY_S`` and sweeps old rows until
+        ``stopping`` is set (then :meth:`flush` writes the rest). It returns at its next
+        wait rather than being cancelled: a write abandoned half-way would finish on the
+        driver's thread after the loop closed."""
+        while not stopping.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stopping.wait(), WRITE_EVERY_S)
+            while not self.queue.empty():
+                rows = [self.queue.get_nowait() for _ in range(min(BATCH, self.queue.qsize()))]
+                await self._write(rows)
+            if not stopping.is_set() and self.clock() - self._last_sweep >= SWEEP_EVERY_S:
                 self._last_sweep = self.clock()
                 try:
                     await self.sweep()
+                    self.store_ok = True
                 except Unavailable as exc:
+                    self.store_ok = False
                     log.warning("request log sweep failed: %s", exc)
 
     async def _write(self, rows: list[LogRow]) -> None:
         try:
             await self.store.insert_log(asdict(r) for r in rows)
             self.written += len(rows)
+            self.store_ok = True
         except Unavailable as exc:
+            self.store_ok = False
             self.drops.labels("store_error").inc(len(rows))
             log.warning("%d request log rows dropped: %s", len(rows), exc)
         finally:
@@ -121,6 +133,17 @@ class RequestLog:
             rows = [self.queue.get_nowait() for _ in range(min(BATCH, self.queue.qsize()))]
             await self._write(rows)
         await self.queue.join()
+
+    async def close(self) -> None:
+        """Writes what is queued; when the store is known to be down the rows are
+        dropped (and counted) without another connection attempt."""
+        if self.store_ok:
+            await self.flush()
+            return
+        while not self.queue.empty():
+            self.queue.get_nowait()
+            self.queue.task_done()
+            self.drops.labels("store_error").inc()
 
     async def sweep(self) -> int:
         """Deletes rows older than the retention period; returns how many."""

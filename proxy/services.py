@@ -289,8 +289,9 @@ async def open_ops(services: Services) -> None:
         log.error("limits/request-log store unreachable at start-up: %s", exc)
     services.limits = Limiter(settings.limits, store, registry)
     services.request_log = RequestLog(store, settings.privacy, registry)
-    services._tasks.append(asyncio.create_task(services.limits.run()))
-    services._tasks.append(asyncio.create_task(services.request_log.run()))
+    # Loops that stop at their next wait when ``stopping`` is set (never cancelled).
+    services._reconnects.append(asyncio.create_task(services.limits.run(services.stopping)))
+    services._reconnects.append(asyncio.create_task(services.request_log.run(services.stopping)))
 
 
 async def close_ops(services: Services) -> None:
@@ -299,7 +300,7 @@ async def close_ops(services: Services) -> None:
     if services.limits is not None:
         await services.limits.close()
     if services.request_log is not None:
-        await services.request_log.flush()
+        await services.request_log.close()
     if services.ops_store is not None:
         await services.ops_store.close()
 
