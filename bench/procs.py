@@ -82,9 +82,7 @@ def cachegate(cfg: dict[str, Any]) -> Iterator[str]:
         path.write_text(yaml.safe_dump(cfg))
         env = {**os.environ, "CACHEGATE_CONFIG": str(path)}
         subprocess.run([*CLI, "migrate"], cwd=ROOT, env=env, check=True, capture_output=True)
-        proc = subprocess.Popen(
-            [*CLI, "--log-level", "warning", "serve"], cwd=ROOT, env=env
-        )
+        proc = subprocess.Popen([*CLI, "--log-level", "warning", "serve"], cwd=ROOT, env=env)
         url = f"http://127.0.0.1:{cfg['server']['port']}"
         try:
             wait_http(url + "/readyz")
