@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from proxy.wiring import DEFAULT_POLICIES
 from tests.admin.conftest import admin, ask, error_of, oai
 from tests.stack import Stack
+
+CODE = DEFAULT_POLICIES["code"]  # the built-in policy these tests start from
 
 
 def test_read_list_and_configured_vs_effective(stack: Stack) -> None:
@@ -14,7 +17,7 @@ def test_read_list_and_configured_vs_effective(stack: Stack) -> None:
         code = a.get("/policies/code").json()
         assert code["source"] == "configured"
         assert code["overrides"] == {}
-        assert code["configured"]["similarity_threshold"] == 0.86
+        assert code["configured"]["similarity_threshold"] == CODE["similarity_threshold"]
         assert code["effective"] == code["configured"]
         unknown = a.get("/policies/brand-new").json()  # an unlisted category: the default
         assert unknown["configured"] == listed["default"]
@@ -28,7 +31,8 @@ def test_create_replace_patch_delete_and_audit(stack: Stack) -> None:
         assert body["source"] == "admin"
         assert body["overrides"] == {"ttl_seconds": 60}
         assert body["effective"]["ttl_seconds"] == 60
-        assert body["effective"]["similarity_threshold"] == 0.86  # configured value kept
+        # the configured value is kept
+        assert body["effective"]["similarity_threshold"] == CODE["similarity_threshold"]
         assert body["configured"]["ttl_seconds"] == 30 * 86400
         assert body["updated_by"] == "admin:alice"
         again = a.post("/policies", json={"category": "code"})
