@@ -50,7 +50,9 @@ DEFAULT_POLICIES: dict[str, dict[str, Any]] = {
         "ttl_max_factor": 4.0,
     },
     "creative": {"enabled": False, "ttl_seconds": 1 * DAY},
-    "time_sensitive": {"similarity_threshold": 0.93, "ttl_seconds": 300.0},
+    # Lower-cased assistant queries ("weather in paris" / "in london") escape the
+    # entity veto, and any wrong answer here is a stale or foreign fact: near-exact only.
+    "time_sensitive": {"similarity_threshold": 0.97, "ttl_seconds": 300.0},
     "general": {
         "similarity_threshold": 0.90,
         "ttl_seconds": 1 * DAY,
