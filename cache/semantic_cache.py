@@ -143,12 +143,18 @@ class SemanticCache:
         ):
             if not value > 0:
                 raise CacheError(f"{name} must be > 0, got {value!r}")
-        if auto_migrate:
-            try:
+        engine = make_engine(url)
+        try:
+            # Probe on this loop first: a connection failing inside the migration's
+            # short-lived loop would leave aiosqlite's thread posting to a closed loop.
+            async with engine.connect():
+                pass
+            if auto_migrate:
                 await migrate_async(url)
-            except (OSError, sa.exc.SQLAlchemyError) as exc:
-                raise CacheUnavailable(f"cannot migrate cache store: {exc}") from exc
-        store = DocumentStore(make_engine(url))
+        except (OSError, sa.exc.SQLAlchemyError) as exc:
+            await engine.dispose()
+            raise CacheUnavailable(f"cannot reach or migrate cache store: {exc}") from exc
+        store = DocumentStore(engine)
         self = cls(
             store,
             dim=dim,

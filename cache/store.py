@@ -64,7 +64,7 @@ ORDER_FOR_EVICTION = {
 
 def make_engine(url: str) -> AsyncEngine:
     if url.startswith("sqlite"):
-        engine = create_async_engine(url, connect_args={"timeout": 5})
+        engine = create_async_engine(url, connect_args={"timeout": 5}, hide_parameters=True)
 
         @sa.event.listens_for(engine.sync_engine, "connect")
         def _pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -81,6 +81,7 @@ def make_engine(url: str) -> AsyncEngine:
         pool_size=5,
         max_overflow=5,
         connect_args={"timeout": 3, "command_timeout": 10},
+        hide_parameters=True,  # a failed insert must not write prompts into the logs
     )
 
 

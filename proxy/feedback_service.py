@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from cache import CacheError, EntryNotFound
 from proxy.auth import Principal
-from proxy.errors import NotFound
+from proxy.errors import NotFound, Unavailable
 from proxy.protocol import FeedbackRequest
 from proxy.services import Services
 
@@ -44,6 +44,11 @@ async def apply_feedback(s: Services, principal: Principal, fb: FeedbackRequest)
             removed = fb.rating < 0  # already gone
         except CacheError as exc:
             log.warning("feedback not stored: %s", exc)
+    if s.request_log is not None:
+        try:
+            await s.request_log.rate(principal.tenant, fb.response_id, float(fb.rating))
+        except Unavailable as exc:
+            log.info("rating not logged: %s", exc)
     updated = 0
     if cache is not None and record.example_ids:
         reward = (fb.rating + 1) / 2  # [-1, 1] → [0, 1]

@@ -136,7 +136,9 @@ async def audit(
     a: AdminDep,
     offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    kind: Annotated[str | None, Query(pattern="^(policy|key|router|category|cache)$")] = None,
+    kind: Annotated[
+        str | None, Query(pattern="^(policy|key|router|category|cache|limit|tenant)$")
+    ] = None,
 ) -> AuditPage:
     """Every admin change, newest first."""
     rows, total = await a.state.store.audit(offset=offset, limit=limit, kind=kind)

@@ -81,9 +81,9 @@ def _is_memory(url: str) -> bool:
 def _engine(url: str) -> AsyncEngine:
     if _is_memory(url):
         # One shared connection, or every checkout would see a fresh empty database.
-        return create_async_engine(url, poolclass=StaticPool)
+        return create_async_engine(url, poolclass=StaticPool, hide_parameters=True)
     if url.startswith("sqlite"):
-        engine = create_async_engine(url, connect_args={"timeout": 5})
+        engine = create_async_engine(url, connect_args={"timeout": 5}, hide_parameters=True)
 
         @sa.event.listens_for(engine.sync_engine, "connect")
         def _pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -93,7 +93,12 @@ def _engine(url: str) -> AsyncEngine:
 
         return engine
     return create_async_engine(
-        url, pool_pre_ping=True, pool_size=2, max_overflow=2, connect_args={"timeout": 3}
+        url,
+        pool_pre_ping=True,
+        pool_size=2,
+        max_overflow=2,
+        connect_args={"timeout": 3},
+        hide_parameters=True,  # a failed insert must not write prompts into the logs
     )
 
 
@@ -121,10 +126,19 @@ class AdminStore:
                 async with engine.begin() as conn:
                     await conn.run_sync(metadata.create_all)
                 return cls(engine)
-            await migrate_async(url)
+            engine = _engine(url)
+            try:
+                # Probe on this loop first: a connection failing inside the migration's
+                # short-lived loop would leave aiosqlite's thread posting to a closed loop.
+                async with engine.connect():
+                    pass
+                await migrate_async(url)
+            except BaseException:
+                await engine.dispose()
+                raise
         except _DB_ERRORS as exc:
             raise Unavailable(f"admin store unavailable: {exc}") from exc
-        return cls(_engine(url))
+        return cls(engine)
 
     async def close(self) -> None:
         await self.engine.dispose()
