@@ -17,11 +17,11 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
-from sqlalchemy.pool import StaticPool
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from cache import migrate_async
 from proxy.errors import Unavailable
+from proxy.sqlengine import is_memory, make_engine
 
 metadata = sa.MetaData()
 BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
@@ -72,34 +72,6 @@ C, OV = limit_counters.c, limit_overrides.c
 CounterKey = tuple[str, str, int]  # tenant, kind, window
 
 
-def _is_memory(url: str) -> bool:
-    return url.startswith("sqlite") and (":memory:" in url or "mode=memory" in url)
-
-
-def make_engine(url: str) -> AsyncEngine:
-    # hide_parameters: a driver error's message never carries prompt text into the logs.
-    if _is_memory(url):
-        return create_async_engine(url, poolclass=StaticPool, hide_parameters=True)
-    if url.startswith("sqlite"):
-        engine = create_async_engine(url, connect_args={"timeout": 5}, hide_parameters=True)
-
-        @sa.event.listens_for(engine.sync_engine, "connect")
-        def _pragmas(dbapi_conn: Any, _record: Any) -> None:
-            cur = dbapi_conn.cursor()
-            cur.execute("PRAGMA journal_mode=WAL")
-            cur.close()
-
-        return engine
-    return create_async_engine(
-        url,
-        pool_pre_ping=True,
-        pool_size=2,
-        max_overflow=2,
-        connect_args={"timeout": 3},
-        hide_parameters=True,
-    )
-
-
 class OpsStore:
     """The engine shared by the limiter and the request log. Its engine connects on
     first use, so a store that is down at start-up is used once it comes back."""
@@ -113,7 +85,7 @@ class OpsStore:
         """Migrates the database (an in-memory SQLite gets the tables directly).
         Raises Unavailable."""
         try:
-            if _is_memory(self.url):
+            if is_memory(self.url):
                 async with self.engine.begin() as conn:
                     await conn.run_sync(metadata.create_all)
                 return

@@ -16,12 +16,12 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
-from sqlalchemy.pool import StaticPool
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from cache import migrate_async
 from proxy.admin.schema import admin_audit, admin_keys, admin_policies, admin_settings, metadata
 from proxy.errors import Unavailable
+from proxy.sqlengine import is_memory, make_engine
 
 _ADMIN_LOCK = 0x61646D6E  # "admn": serialises admin writers on PostgreSQL
 _DB_ERRORS = (SQLAlchemyError, OSError, TimeoutError, ConnectionError)
@@ -74,34 +74,6 @@ class KeyRecord:
     revoked_at: float | None
 
 
-def _is_memory(url: str) -> bool:
-    return url.startswith("sqlite") and (":memory:" in url or "mode=memory" in url)
-
-
-def _engine(url: str) -> AsyncEngine:
-    if _is_memory(url):
-        # One shared connection, or every checkout would see a fresh empty database.
-        return create_async_engine(url, poolclass=StaticPool, hide_parameters=True)
-    if url.startswith("sqlite"):
-        engine = create_async_engine(url, connect_args={"timeout": 5}, hide_parameters=True)
-
-        @sa.event.listens_for(engine.sync_engine, "connect")
-        def _pragmas(dbapi_conn: Any, _record: Any) -> None:
-            cur = dbapi_conn.cursor()
-            cur.execute("PRAGMA journal_mode=WAL")
-            cur.close()
-
-        return engine
-    return create_async_engine(
-        url,
-        pool_pre_ping=True,
-        pool_size=2,
-        max_overflow=2,
-        connect_args={"timeout": 3},
-        hide_parameters=True,  # a failed insert must not write prompts into the logs
-    )
-
-
 def _dump(value: Any) -> str | None:
     return None if value is None else json.dumps(value, sort_keys=True)
 
@@ -121,12 +93,12 @@ class AdminStore:
     async def open(cls, url: str) -> AdminStore:
         """Migrates the database (an in-memory SQLite gets the tables directly)."""
         try:
-            if _is_memory(url):
-                engine = _engine(url)
+            if is_memory(url):
+                engine = make_engine(url)
                 async with engine.begin() as conn:
                     await conn.run_sync(metadata.create_all)
                 return cls(engine)
-            engine = _engine(url)
+            engine = make_engine(url)
             try:
                 # Probe on this loop first: a connection failing inside the migration's
                 # short-lived loop would leave aiosqlite's thread posting to a closed loop.
