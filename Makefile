@@ -50,7 +50,7 @@ pytest: install-dev system-deps
 test: lint typecheck pytest
 
 bench: install-dev
-	$(BIN)/python -m bench.overhead
+	$(BIN)/python -m bench.overhead_matrix
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache *.egg-info

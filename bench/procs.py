@@ -1,27 +1,19 @@
-"""Starting cachegate and simulated backends as separate processes for benchmarks.
+"""Small process helpers shared by the benchmarks (ports, readiness, machine line).
 
-Benchmarks measure from a load generator in their own process, so the proxy's
-event loop is not shared with the client's.
+The benchmark processes themselves are started by ``bench.targets``.
 """
 
 from __future__ import annotations
 
 import os
 import socket
-import subprocess
 import sys
-import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 import httpx
-import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
-CLI = [sys.executable, "-m", "proxy.cli"]
 
 
 def free_port() -> int:
@@ -41,55 +33,6 @@ def wait_http(url: str, timeout: float = 60.0) -> None:
             pass
         time.sleep(0.1)
     raise RuntimeError(f"{url} did not come up within {timeout} s")
-
-
-@contextmanager
-def sim_backend(profile: str, *extra: str) -> Iterator[str]:
-    port = free_port()
-    proc = subprocess.Popen(
-        [*CLI, "sim-backend", "--profile", profile, "--port", str(port), *extra],
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-    )
-    try:
-        wait_http(f"http://127.0.0.1:{port}/v1/models")
-        yield f"http://127.0.0.1:{port}/v1"
-    finally:
-        proc.terminate()
-        proc.wait(10)
-
-
-def proxy_config(small_url: str, large_url: str, db: Path, **extra: Any) -> dict[str, Any]:
-    cfg: dict[str, Any] = {
-        "server": {"host": "127.0.0.1", "port": free_port()},
-        "storage": {"url": f"sqlite+aiosqlite:///{db}"},
-        "auth": {"require_keys": False},
-        "backends": [
-            {"name": "small", "tier": "small", "base_url": small_url, "model": "sim-small",
-             "max_concurrency": 512},
-            {"name": "large", "tier": "large", "base_url": large_url, "model": "sim-large",
-             "max_concurrency": 512},
-        ],
-    }  # fmt: skip
-    cfg.update(extra)
-    return cfg
-
-
-@contextmanager
-def cachegate(cfg: dict[str, Any]) -> Iterator[str]:
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "config.yaml"
-        path.write_text(yaml.safe_dump(cfg))
-        env = {**os.environ, "CACHEGATE_CONFIG": str(path)}
-        subprocess.run([*CLI, "migrate"], cwd=ROOT, env=env, check=True, capture_output=True)
-        proc = subprocess.Popen([*CLI, "--log-level", "warning", "serve"], cwd=ROOT, env=env)
-        url = f"http://127.0.0.1:{cfg['server']['port']}"
-        try:
-            wait_http(url + "/readyz")
-            yield url + "/v1"
-        finally:
-            proc.terminate()
-            proc.wait(15)
 
 
 def machine() -> str:

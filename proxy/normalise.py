@@ -66,14 +66,21 @@ def _digest(payload: Any) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
-def normalise_chat(body: Mapping[str, Any], sampling_params: Iterable[str] = ()) -> Normalised:
-    messages = list(body.get("messages") or [])
-    last_user = None
+def _last_user(messages: list[Any]) -> int | None:
     for i in range(len(messages) - 1, -1, -1):
         m = messages[i]
         if isinstance(m, dict) and m.get("role") == "user":
-            last_user = i
-            break
+            return i
+    return None
+
+
+def question(body: Mapping[str, Any]) -> tuple[str, tuple[str, ...]]:
+    """The cacheable text and the earlier user turns (chat or completion body)."""
+    if "messages" not in body:
+        prompt = body.get("prompt")
+        return (clean(prompt) if isinstance(prompt, str) else ""), ()
+    messages = list(body.get("messages") or [])
+    last_user = _last_user(messages)
     # A conversation that ends in a tool result or assistant turn is not a question.
     if last_user is None or last_user != len(messages) - 1:
         text = ""
@@ -85,27 +92,37 @@ def normalise_chat(body: Mapping[str, Any], sampling_params: Iterable[str] = ())
         for m in earlier
         if isinstance(m, dict) and m.get("role") == "user"
     )
-    payload = {
-        "endpoint": "chat",
-        "earlier": [_message_key(m) for m in earlier],
-        "last_meta": _message_key(messages[-1], with_content=False) if messages else None,
+    return text, context
+
+
+def fingerprint(body: Mapping[str, Any], sampling_params: Iterable[str] = ()) -> str:
+    """Digest of everything besides the question that changes the answer."""
+    payload: dict[str, Any] = {
         **{f: body.get(f) for f in STRUCTURAL_FIELDS if body.get(f) is not None},
         "sampling": {p: body.get(p) for p in sorted(sampling_params)},
     }
-    return Normalised(text=text, context=context, fingerprint=_digest(payload))
+    if "messages" in body:
+        messages = list(body.get("messages") or [])
+        last_user = _last_user(messages)
+        earlier = messages[:last_user] if last_user is not None else messages
+        payload["endpoint"] = "chat"
+        payload["earlier"] = [_message_key(m) for m in earlier]
+        payload["last_meta"] = _message_key(messages[-1], with_content=False) if messages else None
+    else:
+        payload["endpoint"] = "completion"
+    return _digest(payload)
+
+
+def normalise_chat(body: Mapping[str, Any], sampling_params: Iterable[str] = ()) -> Normalised:
+    text, context = question(body)
+    return Normalised(text=text, context=context, fingerprint=fingerprint(body, sampling_params))
 
 
 def normalise_completion(
     body: Mapping[str, Any], sampling_params: Iterable[str] = ()
 ) -> Normalised:
-    prompt = body.get("prompt")
-    text = clean(prompt) if isinstance(prompt, str) else ""
-    payload = {
-        "endpoint": "completion",
-        **{f: body.get(f) for f in STRUCTURAL_FIELDS if body.get(f) is not None},
-        "sampling": {p: body.get(p) for p in sorted(sampling_params)},
-    }
-    return Normalised(text=text, context=(), fingerprint=_digest(payload))
+    text, _ = question(body)
+    return Normalised(text=text, context=(), fingerprint=fingerprint(body, sampling_params))
 
 
 def _message_key(m: Any, with_content: bool = True) -> Any:

@@ -25,12 +25,7 @@ from proxy.auth import Principal
 from proxy.errors import InvalidRequest, NotFound
 from proxy.feedback import ResponseRecord
 from proxy.limits import estimate_prompt_tokens
-from proxy.normalise import (
-    Normalised,
-    has_non_text_parts,
-    normalise_chat,
-    normalise_completion,
-)
+from proxy.normalise import fingerprint, has_non_text_parts, question
 from proxy.protocol import ChatCompletionRequest, CompletionRequest, validate
 from proxy.relay import Relay, StoreIntent
 from proxy.request_log import account
@@ -61,7 +56,7 @@ class Prepared:
 class Understanding:
     """Steps 1-4: what the request asks, in which category, under which policy."""
 
-    norm: Normalised
+    text: str  # the latest user turn (what is embedded, classified and looked up)
     vector: Any | None  # backends.Vector; None when nothing was embedded
     category: str
     policy: CategoryPolicy
@@ -128,7 +123,7 @@ class Pipeline:
         trace: Trace,
     ) -> Response:
         prepared = self._prepare(body, endpoint)
-        u = await self._understand(principal, prepared, endpoint, trace)
+        u = await self._understand(principal, prepared, trace)
         if u.scope is not None and not control.no_cache:
             hit = await self._lookup(u, trace)
             if hit is not None:
@@ -195,26 +190,24 @@ class Pipeline:
 
     # -- 2-4. embed, classify, policy ------------------------------------------
 
-    async def _understand(
-        self, principal: Principal, p: Prepared, endpoint: Endpoint, trace: Trace
-    ) -> Understanding:
-        norm = normalise_chat(p.body) if endpoint == "chat" else normalise_completion(p.body)
+    async def _understand(self, principal: Principal, p: Prepared, trace: Trace) -> Understanding:
+        text, context = question(p.body)
         policies = self.s.policies
-        if not norm.text or not p.text_only:
-            return Understanding(norm, None, "general", policies.for_category("general"), None)
+        if not text or not p.text_only:
+            return Understanding(text, None, "general", policies.for_category("general"), None)
         m = self.s.metrics
         started = time.perf_counter()
         try:
-            vector = await self.s.embedder.embed(norm.text)
+            vector = await self.s.embedder.embed(text)
         except EmbedderError as exc:
             log.warning("embedding failed, bypassing the cache: %s", exc)
             m.cache_errors.labels("embed").inc()
-            return Understanding(norm, None, "general", policies.for_category("general"), None)
+            return Understanding(text, None, "general", policies.for_category("general"), None)
         classified = time.perf_counter()
         m.stage_duration.labels("embed").observe(classified - started)
         category = "general"
         if self.s.classifier is not None:
-            result = self.s.classifier.classify(vector, norm.text, context=norm.context)
+            result = self.s.classifier.classify(vector, text, context=context)
             category = result.category
             m.stage_duration.labels("classify").observe(time.perf_counter() - classified)
         trace.category = category
@@ -228,13 +221,10 @@ class Pipeline:
         scope = None
         if cacheable:
             # The fingerprint covers the sampling parameters this category's policy names.
-            norm = (
-                normalise_chat(p.body, policy.sampling_params)
-                if endpoint == "chat"
-                else normalise_completion(p.body, policy.sampling_params)
+            scope = CacheScope(
+                principal.tenant, p.alias, fingerprint(p.body, policy.sampling_params)
             )
-            scope = CacheScope(principal.tenant, p.alias, norm.fingerprint)
-        return Understanding(norm, vector, category, policy, scope)
+        return Understanding(text, vector, category, policy, scope)
 
     # -- 5. lookup --------------------------------------------------------------
 
@@ -244,7 +234,7 @@ class Pipeline:
         m = self.s.metrics
         started = time.perf_counter()
         try:
-            hit = await cache.lookup(u.scope, u.norm.text, u.vector, u.category, u.policy)
+            hit = await cache.lookup(u.scope, u.text, u.vector, u.category, u.policy)
         except CacheError as exc:
             log.warning("cache lookup failed, treating as a miss: %s", exc)
             m.cache_errors.labels("lookup").inc()
@@ -278,9 +268,7 @@ class Pipeline:
         body["created"] = int(time.time())
         self.s.responses.add(
             body["id"],
-            ResponseRecord(
-                principal.tenant, u.scope, u.norm.text, u.vector, u.category, hit.entry_id
-            ),
+            ResponseRecord(principal.tenant, u.scope, u.text, u.vector, u.category, hit.entry_id),
         )
         finish(self.s, trace, 200)
         headers = {**trace.headers(), "x-cachegate-entry": str(hit.entry_id)}
@@ -326,7 +314,7 @@ class Pipeline:
             features = RouteFeatures(
                 vector=u.vector,
                 category=u.category,
-                prompt_tokens=estimate_tokens(u.norm.text),
+                prompt_tokens=estimate_tokens(u.text),
                 neighbour_similarities=tuple(n.similarity for n in neighbours),
                 neighbour_utilities=tuple(n.utility for n in neighbours),
             )
@@ -411,7 +399,7 @@ class Pipeline:
             store=store,
             tenant=principal.tenant,
             scope=u.scope,
-            text=u.norm.text,
+            text=u.text,
             vector=u.vector,
             category=u.category,
             policy=u.policy,
