@@ -11,9 +11,13 @@ load signal per backend tier every tick and asks for effective policies.
   go to, and returns to 0 when the load falls. A category only moves within
   its policy's bounds: ``threshold_floor`` (lowest similarity threshold) and
   ``ttl_max_factor`` (longest TTL stretch); a policy without bounds never
-  changes. For categories with a ``threshold_floor`` the equivalence threshold
-  is lowered too, by up to ``equivalence_drop`` at full relaxation, since it
-  makes the final call among the candidates the cosine floor admits.
+  changes. The TTL stretch acts at read time (``CategoryPolicy.ttl_stretch``):
+  entries are written with the configured TTL, and while a category is relaxed
+  its lookups may serve its entries up to ``ttl_stretch`` × TTL after they were
+  stored (stale-while-overloaded). For categories with a ``threshold_floor``
+  the equivalence threshold is lowered too, by up to ``equivalence_drop`` at
+  full relaxation, since it makes the final call among the candidates the
+  cosine floor admits.
 """
 
 from __future__ import annotations
@@ -103,7 +107,7 @@ class Adjustment:
     category: str
     relaxation: float
     threshold: float
-    ttl_seconds: float
+    ttl_seconds: float  # how long after it was stored an entry may be served now
     cause: str
 
 
@@ -150,9 +154,8 @@ class PolicyAdapter:
             eff = self.effective(category, policy)
             busy = sorted(t for t, lv in levels.items() if lv != "normal") or ["none"]
             cause = f"load on {', '.join(busy)}: relaxation {current:.2f} → {new:.2f}"
-            moved.append(
-                Adjustment(category, new, eff.similarity_threshold, eff.ttl_seconds, cause)
-            )
+            served_ttl = eff.ttl_seconds * eff.ttl_stretch
+            moved.append(Adjustment(category, new, eff.similarity_threshold, served_ttl, cause))
         return moved
 
     def effective(self, category: str, policy: CategoryPolicy) -> CategoryPolicy:
@@ -167,12 +170,14 @@ class PolicyAdapter:
             base = equivalence if equivalence is not None else self.equivalence_default
             if base is not None:
                 equivalence = max(0.0, base - r * self.config.equivalence_drop)
-        ttl = policy.ttl_seconds * (1 + r * (policy.ttl_max_factor - 1))
+        # ttl_seconds stays as configured (what new entries are written with); the
+        # stretch acts at read time on entries already stored (stale-while-overloaded).
+        stretch = min(policy.ttl_max_factor, 1 + r * (policy.ttl_max_factor - 1))
         return replace(
             policy,
             similarity_threshold=threshold,
             equivalence_threshold=equivalence,
-            ttl_seconds=ttl,
+            ttl_stretch=stretch,
             threshold_floor=min(floor, threshold) if floor is not None else None,
         )
 
@@ -183,3 +188,14 @@ def adaptive(policy: CategoryPolicy) -> bool:
     return (floor is not None and floor < policy.similarity_threshold) or (
         policy.ttl_max_factor > 1.0
     )
+
+
+def stale_servable(created_at: float, expires_at: float, now: float, stretch: float) -> bool:
+    """Whether an entry whose TTL has passed may still be served under ``stretch``:
+    until ``stretch`` × its own TTL after it was stored."""
+    return stretch > 1.0 and now < created_at + (expires_at - created_at) * stretch
+
+
+def retained_until(created_at: float, expires_at: float, ttl_max_factor: float) -> float:
+    """When the sweeper may remove an entry: a stretched TTL could serve it until then."""
+    return created_at + (expires_at - created_at) * max(1.0, ttl_max_factor)

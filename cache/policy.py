@@ -26,6 +26,13 @@ class CategoryPolicy:
     ``equivalence_threshold`` is handed to the equivalence checker (``None`` means the
     checker's own default; 0 is a real threshold). ``threshold_floor`` and
     ``ttl_max_factor`` bound how far load adaptation may relax the policy.
+
+    ``ttl_stretch`` is not configured: load adaptation sets it on the *effective*
+    policy (1 ≤ stretch ≤ ``ttl_max_factor``) and it acts at read time only. Entries
+    are always written with ``ttl_seconds``; while the stretch is above 1 a lookup of
+    this category may also serve an entry of the same category up to ``ttl_stretch``
+    × its TTL after it was stored (stale-while-overloaded). Writing with a stretched
+    TTL instead would make answers stored during an overload outlive it.
     """
 
     enabled: bool = True
@@ -38,6 +45,7 @@ class CategoryPolicy:
     sampling_params: tuple[str, ...] = ("temperature", "top_p", "seed", "max_tokens")
     threshold_floor: float | None = None
     ttl_max_factor: float = 1.0
+    ttl_stretch: float = 1.0
 
     def __post_init__(self) -> None:
         if not isinstance(self.enabled, bool):
@@ -81,6 +89,12 @@ class CategoryPolicy:
         _finite("ttl_max_factor", self.ttl_max_factor)
         if self.ttl_max_factor < 1.0:
             raise PolicyError(f"ttl_max_factor must be >= 1.0, got {self.ttl_max_factor!r}")
+        _finite("ttl_stretch", self.ttl_stretch)
+        if not 1.0 <= self.ttl_stretch <= self.ttl_max_factor:
+            raise PolicyError(
+                f"ttl_stretch must be in [1, ttl_max_factor={self.ttl_max_factor}], "
+                f"got {self.ttl_stretch!r}"
+            )
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,6 +26,7 @@ from typing import Any, Protocol, TypeVar
 import numpy as np
 import sqlalchemy as sa
 
+from cache.adaptive import stale_servable
 from cache.docs import DocCache, Document
 from cache.errors import CacheError, CacheUnavailable, EntryNotFound
 from cache.memindex import EntryMeta, MemIndex
@@ -228,7 +229,7 @@ class SemanticCache:
         key = exact_key(scope, text)
         group = (scope.tenant, scope.model_alias, scope.fingerprint)
         exact, cands = await self.on_index(
-            self._probe, key, group, vec, policy.similarity_threshold, now
+            self._probe, key, group, vec, policy.similarity_threshold, now, category, policy
         )
         hit = await self._choose(cands, exact, text, vec, policy) if cands else None
         stat_key = (category, scope.tenant)
@@ -252,12 +253,35 @@ class SemanticCache:
         )
 
     def _probe(
-        self, key: str, group: tuple[str, str, str], vec: Vector, floor: float, now: float
+        self,
+        key: str,
+        group: tuple[str, str, str],
+        vec: Vector,
+        floor: float,
+        now: float,
+        category: str,
+        policy: CategoryPolicy,
     ) -> tuple[bool, list[tuple[int, float]]]:
-        m = self.index.exact_match(key, now)
-        if m is not None:
+        # Under a TTL stretch (load adaptation), entries of the lookup's own category
+        # that expired less than (stretch - 1) × TTL ago may still be served; the index
+        # is asked as of that earlier time and the rest filtered here, per entry.
+        stretch = policy.ttl_stretch
+        seen_at = now - (stretch - 1.0) * policy.ttl_seconds
+        m = self.index.exact_match(key, seen_at)
+        if m is not None and self._servable(m, now, category, stretch):
             return True, [(m.entry_id, 1.0)]
-        return False, self.index.search_group(group, vec, self.candidates, floor, now)
+        cands = self.index.search_group(group, vec, self.candidates, floor, seen_at)
+        if stretch > 1.0:
+            meta = self.index.meta
+            cands = [c for c in cands if self._servable(meta[c[0]], now, category, stretch)]
+        return False, cands
+
+    @staticmethod
+    def _servable(m: EntryMeta, now: float, category: str, stretch: float) -> bool:
+        if m.expires_at > now:
+            return True
+        # Never another category's entry: its own policy may not allow stale answers.
+        return m.category == category and stale_servable(m.created_at, m.expires_at, now, stretch)
 
     async def _choose(
         self,

@@ -16,10 +16,12 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import sqlalchemy as sa
 
+from cache.adaptive import retained_until
 from cache.docs import Document
 from cache.errors import CacheUnavailable
-from cache.memindex import EntryMeta
+from cache.memindex import EntryMeta, MemIndex
 from cache.normalize import exact_key
 from cache.policy import CategoryPolicy
 from cache.schema import OP_PUT, cache_entries
@@ -237,15 +239,41 @@ class Background:
             raise
 
     async def sweep(self) -> int:
-        """Removes expired entries from memory, then from the store; returns how many."""
+        """Removes expired entries from memory, then from the store; returns how many.
+
+        An entry of a category whose policy lets load adaptation stretch its TTL
+        (``ttl_max_factor`` > 1) is kept until TTL × that factor after it was stored,
+        so that a stretched lookup can still serve it (stale-while-overloaded)."""
         cache = self.cache
         now = cache.clock()
-        local = await cache.on_index(cache.index.expired, now)
+        factors = {c: p.ttl_max_factor for c, p in self.policies.items() if p.ttl_max_factor > 1}
+        local = await cache.on_index(_expired_beyond_stretch, cache.index, now, factors)
         await cache.forget(local, cache.expirations)
-        gone = await cache.store.mark_deleted(E.expires_at <= now, "expired", now)
+        gone = await cache.store.mark_deleted(
+            sa.and_(E.expires_at <= now, sa.not_(_retained(factors, now))), "expired", now
+        )
         await cache.forget(gone, cache.expirations)
         await cache.store.prune_changes(now - CHANGE_RETENTION_S)
         return len(set(local) | set(gone))
+
+
+def _expired_beyond_stretch(index: MemIndex, now: float, factors: dict[str, float]) -> list[int]:
+    # Entries still retained leave the expiry heap here; the store sweep below deletes
+    # them once their stretch is over and ``forget`` then drops them from memory.
+    out = []
+    for eid in index.expired(now):
+        m = index.meta[eid]
+        if now >= retained_until(m.created_at, m.expires_at, factors.get(m.category, 1.0)):
+            out.append(eid)
+    return out
+
+
+def _retained(factors: dict[str, float], now: float) -> sa.ColumnElement[bool]:
+    kept = [
+        sa.and_(E.category == c, E.created_at + (E.expires_at - E.created_at) * f > now)
+        for c, f in sorted(factors.items())
+    ]
+    return sa.or_(sa.false(), *kept)
 
 
 def _row(entry: NewEntry, policy: CategoryPolicy, now: float, dim: int) -> dict[str, Any]:

@@ -117,7 +117,7 @@ class AdaptiveController:
         moved = self.adapter.tick(policy_set.policies, self.shares.shares, self.levels())
         for adj in moved:
             log.info(
-                "policy %s: threshold %.3f, ttl %.0fs (%s)",
+                "policy %s: threshold %.3f, expired entries served up to %.0fs old (%s)",
                 adj.category, adj.threshold, adj.ttl_seconds, adj.cause,
             )  # fmt: skip
         self.log.extend(moved)
@@ -125,6 +125,7 @@ class AdaptiveController:
         for name, policy in policy_set.policies.items():
             eff = self.effective(name, policy)
             self.metrics.effective_threshold.labels(name).set(eff.similarity_threshold)
+            self.metrics.effective_ttl_stretch.labels(name).set(eff.ttl_stretch)
         return moved
 
     def effective(self, category: str, policy: CategoryPolicy) -> CategoryPolicy:

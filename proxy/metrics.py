@@ -127,6 +127,13 @@ class Metrics:
             ["category"],
             registry=r,
         )
+        self.effective_ttl_stretch = Gauge(
+            "cachegate_policy_ttl_stretch",
+            "TTL stretch in force per category (1 = configured TTL; above 1, expired "
+            "entries of the category are served up to this many TTLs after storing).",
+            ["category"],
+            registry=r,
+        )
         self.build_info = Info("cachegate_build", "cachegate build information.", registry=r)
         self.build_info.info({"version": _version()})
         self.up = Gauge("cachegate_up", "1 while the proxy is serving.", registry=r)

@@ -45,6 +45,7 @@ class PolicyValues(BaseModel):
     sampling_params: list[str]
     threshold_floor: float | None
     ttl_max_factor: float
+    ttl_stretch: float = 1.0  # set by load adaptation on the effective policy only
 
 
 class PolicyFields(_Request):

@@ -62,7 +62,8 @@ async def test_overload_relaxes_bounded_categories_and_recovery_restores() -> No
     ctl.tick()
     factual = ctl.effective("factual", policies()["factual"])
     assert factual.similarity_threshold == pytest.approx(0.8)
-    assert factual.ttl_seconds == pytest.approx(120)
+    assert factual.ttl_seconds == 60  # new entries keep the configured TTL
+    assert factual.ttl_stretch == pytest.approx(2.0)  # stored ones may be served to 120 s
     fixed = policies()["time_sensitive"]
     assert ctl.effective("time_sensitive", fixed) == fixed
     assert ctl.log and "load on large" in ctl.log[-1].cause
