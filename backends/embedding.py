@@ -122,13 +122,19 @@ class OnnxEmbedder:
         if not texts:
             return np.zeros((0, self._dim), dtype=np.float32)
         encodings = self._tokenizer.encode_batch(list(texts))
-        width = max(len(e.ids) for e in encodings)
-        ids = np.zeros((len(encodings), width), dtype=np.int64)
-        mask = np.zeros((len(encodings), width), dtype=np.int64)
-        for row, enc in enumerate(encodings):
-            n = len(enc.ids)
-            ids[row, :n] = enc.ids
-            mask[row, :n] = 1
+        lengths = [len(e.ids) for e in encodings]
+        out = np.empty((len(encodings), self._dim), dtype=np.float32)
+        for rows in length_buckets(lengths):
+            out[rows] = self._run([encodings[r].ids for r in rows])
+        return out
+
+    def _run(self, token_ids: Sequence[Sequence[int]]) -> Matrix:
+        width = max(len(ids) for ids in token_ids)
+        ids = np.zeros((len(token_ids), width), dtype=np.int64)
+        mask = np.zeros((len(token_ids), width), dtype=np.int64)
+        for row, seq in enumerate(token_ids):
+            ids[row, : len(seq)] = seq
+            mask[row, : len(seq)] = 1
         feeds = {"input_ids": ids, "attention_mask": mask}
         if "token_type_ids" in self._input_names:
             feeds["token_type_ids"] = np.zeros_like(ids)
@@ -140,6 +146,29 @@ class OnnxEmbedder:
         pooled = (hidden * weights).sum(axis=1) / np.clip(weights.sum(axis=1), 1e-9, None)
         norms = np.linalg.norm(pooled, axis=1, keepdims=True)
         return np.asarray(pooled / np.clip(norms, 1e-12, None), dtype=np.float32)
+
+
+# A batch is padded to its longest text, and attention grows with the square of the
+# width: one 256-token text in a batch of 32 short questions made every text in it cost
+# as much as a long one (measured: 34 ms per text against 18 ms one at a time). Texts are
+# therefore run in groups of similar length; within a group padding wastes at most about
+# a third, while similar short texts still share one call (1.5-2x cheaper per text).
+_BUCKET_RATIO = 1.3
+_BUCKET_SLACK = 4
+
+
+def length_buckets(lengths: Sequence[int]) -> list[list[int]]:
+    """Row indices grouped so that within a group the longest is at most
+    ``1.3 x shortest + 4`` tokens; groups of similar lengths, shortest first."""
+    order = sorted(range(len(lengths)), key=lengths.__getitem__)
+    groups: list[list[int]] = []
+    start = -1
+    for row in order:
+        if not groups or lengths[row] > _BUCKET_RATIO * start + _BUCKET_SLACK:
+            groups.append([])
+            start = lengths[row]
+        groups[-1].append(row)
+    return groups
 
 
 def _providers(device: str, available: Sequence[str]) -> list[str]:
