@@ -1,8 +1,10 @@
 """SQL behind the usage limits and the request log (migration ``0003_limits_request_log``).
 
-``limit_counters`` holds one row per (tenant, kind, window): every replica adds
-its local deltas to it and reads the global totals back (see ``proxy.limits``).
-``limit_overrides`` holds per-tenant limits set through the admin API.
+``limit_counters`` holds one row per (scope, subject, kind, window), a subject
+being a tenant or an API key's id (migration ``0004_key_limits`` added the
+scope): every replica adds its local deltas to it and reads the global totals
+back (see ``proxy.limits``). ``limit_overrides`` holds the limits of a tenant or
+a key set through the admin API.
 ``request_log`` is the per-request record for router training (``proxy.request_log``).
 Driver errors become :class:`proxy.errors.Unavailable`.
 """
@@ -30,7 +32,8 @@ DB_ERRORS = (SQLAlchemyError, OSError, TimeoutError, ConnectionError)
 limit_counters = sa.Table(
     "limit_counters",
     metadata,
-    sa.Column("tenant", sa.String(128), primary_key=True),
+    sa.Column("scope", sa.String(8), primary_key=True),  # tenant | key
+    sa.Column("subject", sa.String(160), primary_key=True),  # a tenant name or a key id
     sa.Column("kind", sa.String(16), primary_key=True),  # requests | tokens | cost
     sa.Column("window_no", sa.BigInteger(), primary_key=True),  # floor(epoch / window length)
     sa.Column("value", sa.Float(), nullable=False),
@@ -40,7 +43,8 @@ limit_counters = sa.Table(
 limit_overrides = sa.Table(
     "limit_overrides",
     metadata,
-    sa.Column("tenant", sa.String(128), primary_key=True),
+    sa.Column("scope", sa.String(8), primary_key=True),
+    sa.Column("subject", sa.String(160), primary_key=True),
     sa.Column("fields", sa.Text(), nullable=False),  # JSON: only the limits an operator set
     sa.Column("updated_at", sa.Float(), nullable=False),
     sa.Column("updated_by", sa.String(128), nullable=False),
@@ -69,7 +73,8 @@ request_log = sa.Table(
 )
 
 C, OV = limit_counters.c, limit_overrides.c
-CounterKey = tuple[str, str, int]  # tenant, kind, window
+CounterKey = tuple[str, str, str, int]  # scope, subject, kind, window
+Subject = tuple[str, str]  # scope (tenant | key), name
 
 
 class OpsStore:
@@ -112,24 +117,30 @@ class OpsStore:
     async def add_and_read(
         self, deltas: Mapping[CounterKey, float], windows: Iterable[tuple[str, int]], now: float
     ) -> dict[CounterKey, float]:
-        """Adds ``deltas`` to their rows and returns every tenant's totals in ``windows``
+        """Adds ``deltas`` to their rows and returns every subject's totals in ``windows``
         ((kind, window) pairs), in one transaction."""
         insert = postgresql.insert if self.dialect == "postgresql" else sqlite.insert
         async with self.begin() as conn:
-            for (tenant, kind, window), delta in sorted(deltas.items()):
+            # Sorted, so concurrent replicas lock rows in one order (no deadlock).
+            for (scope, subject, kind, window), delta in sorted(deltas.items()):
                 stmt = insert(limit_counters).values(
-                    tenant=tenant, kind=kind, window_no=window, value=delta, updated_at=now
+                    scope=scope,
+                    subject=subject,
+                    kind=kind,
+                    window_no=window,
+                    value=delta,
+                    updated_at=now,
                 )
                 stmt = stmt.on_conflict_do_update(
-                    index_elements=["tenant", "kind", "window_no"],
+                    index_elements=["scope", "subject", "kind", "window_no"],
                     set_={"value": limit_counters.c.value + delta, "updated_at": now},
                 )
                 await conn.execute(stmt)
             wanted = sa.or_(*(sa.and_(C.kind == k, C.window_no == w) for k, w in windows))
             rows = await conn.execute(
-                sa.select(C.tenant, C.kind, C.window_no, C.value).where(wanted)
+                sa.select(C.scope, C.subject, C.kind, C.window_no, C.value).where(wanted)
             )
-            return {(r.tenant, r.kind, int(r.window_no)): float(r.value) for r in rows}
+            return {(r.scope, r.subject, r.kind, int(r.window_no)): float(r.value) for r in rows}
 
     async def prune_counters(self, oldest: Mapping[str, int]) -> int:
         """Deletes windows older than ``oldest`` (kind -> first window kept)."""
@@ -137,32 +148,39 @@ class OpsStore:
         async with self.begin() as conn:
             return int((await conn.execute(sa.delete(limit_counters).where(old))).rowcount or 0)
 
-    async def delete_tenant_counters(self, tenant: str) -> None:
+    async def delete_counters(self, subjects: Iterable[Subject]) -> None:
         async with self.begin() as conn:
-            await conn.execute(sa.delete(limit_counters).where(C.tenant == tenant))
+            for scope, name in subjects:
+                where = sa.and_(C.scope == scope, C.subject == name)
+                await conn.execute(sa.delete(limit_counters).where(where))
 
     # -- overrides ------------------------------------------------------------------------
-    async def overrides(self) -> dict[str, dict[str, Any]]:
+    async def overrides(self) -> dict[Subject, dict[str, Any]]:
         async with self.begin() as conn:
-            rows = await conn.execute(sa.select(OV.tenant, OV.fields))
-            return {r.tenant: dict(json.loads(r.fields)) for r in rows}
+            rows = await conn.execute(sa.select(OV.scope, OV.subject, OV.fields))
+            return {(r.scope, r.subject): dict(json.loads(r.fields)) for r in rows}
 
     async def put_override(
-        self, tenant: str, fields: Mapping[str, Any], now: float, actor: str
+        self, subject: Subject, fields: Mapping[str, Any], now: float, actor: str
     ) -> None:
+        scope, name = subject
         async with self.begin() as conn:
-            await conn.execute(sa.delete(limit_overrides).where(OV.tenant == tenant))
+            where = sa.and_(OV.scope == scope, OV.subject == name)
+            await conn.execute(sa.delete(limit_overrides).where(where))
             row = {
-                "tenant": tenant,
+                "scope": scope,
+                "subject": name,
                 "fields": json.dumps(dict(fields), sort_keys=True),
                 "updated_at": now,
                 "updated_by": actor[:128],
             }
             await conn.execute(sa.insert(limit_overrides), row)
 
-    async def delete_override(self, tenant: str) -> bool:
+    async def delete_override(self, subject: Subject) -> bool:
+        scope, name = subject
+        where = sa.and_(OV.scope == scope, OV.subject == name)
         async with self.begin() as conn:
-            result = await conn.execute(sa.delete(limit_overrides).where(OV.tenant == tenant))
+            result = await conn.execute(sa.delete(limit_overrides).where(where))
             return bool(result.rowcount)
 
     # -- request log ----------------------------------------------------------------------

@@ -24,7 +24,6 @@ from cache import CacheError, CacheHit, CacheScope, CategoryPolicy, Neighbour
 from proxy.auth import Principal
 from proxy.errors import InvalidRequest, NotFound
 from proxy.feedback import ResponseRecord
-from proxy.limits import estimate_prompt_tokens
 from proxy.normalise import fingerprint, has_non_text_parts, question
 from proxy.protocol import ChatCompletionRequest, CompletionRequest, validate
 from proxy.relay import Relay, StoreIntent
@@ -107,12 +106,12 @@ class Pipeline:
     ) -> Response:
         """Usage limits first (429 before any work), the tenant's privacy settings,
         then the request; limits are charged and the request logged once it is sent."""
-        if self.s.limits is not None:
-            self.s.limits.admit(principal.tenant, estimate_prompt_tokens(body))
+        if self.s.limits is not None:  # the key's and the tenant's bounds and limits
+            self.s.limits.admit_request(principal.tenant, principal.key_id, body)
         if not self.s.privacy.for_tenant(principal.tenant).cache:
             control = CacheControl(no_cache=True, no_store=True)
         response = await self._serve(principal, body, endpoint, control, trace)
-        return account(self.s, principal.tenant, body, trace, response)
+        return account(self.s, principal.tenant, body, trace, response, key=principal.key_id)
 
     async def _serve(
         self,

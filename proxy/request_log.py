@@ -9,7 +9,7 @@ counted in ``cachegate_request_log_drops_total``) and swept after
 ``privacy.log_retention_s``.
 
 :func:`account` wraps a finished response: when its last byte is sent it
-charges the tenant's limits (completion tokens, cost at the backend's prices;
+charges the tenant's and the key's limits (completion tokens, cost at the backend's prices;
 hits cost nothing) and queues the log row.
 """
 
@@ -172,6 +172,18 @@ class RequestLog:
         async with self.store.begin() as conn:
             return [dict(r._mapping) for r in await conn.execute(stmt)]
 
+    async def rows_after(self, tenant: str, after_id: int, limit: int) -> list[dict[str, Any]]:
+        """One page of ``tenant``'s rows with ids above ``after_id`` (keyset paging: an
+        export reads page after page without an offset scan or a long transaction)."""
+        stmt = (
+            sa.select(request_log)
+            .where(R.tenant == tenant, R.id > after_id)
+            .order_by(R.id)
+            .limit(limit)
+        )
+        async with self.store.begin() as conn:
+            return [dict(r._mapping) for r in await conn.execute(stmt)]
+
     async def delete_tenant(self, tenant: str) -> int:
         await self.flush()
         async with self.store.begin() as conn:
@@ -205,9 +217,16 @@ class RequestLog:
 
 
 def account(
-    s: Services, tenant: str, body: dict[str, Any], trace: Trace, response: Response
+    s: Services,
+    tenant: str,
+    body: dict[str, Any],
+    trace: Trace,
+    response: Response,
+    *,
+    key: str | None = None,
 ) -> Response:
-    """Charges limits and queues the log row when ``response`` has been sent."""
+    """Charges the tenant's and ``key``'s limits and queues the log row when
+    ``response`` has been sent."""
     wants_log = s.request_log is not None and s.privacy.for_tenant(tenant).request_log
     if not wants_log and (s.limits is None or not s.limits.enabled):
         return response
@@ -218,7 +237,7 @@ def account(
         hit = trace.cache == "hit"
         if s.limits is not None and not hit:
             cost = backend.spec.price.cost(prompt, completion) if backend is not None else 0.0
-            s.limits.charge(tenant, completion, cost)
+            s.limits.charge(tenant, completion, cost, key=key)
         if wants_log and s.request_log is not None:
             rid = answer.get("id")
             s.request_log.add(

@@ -63,11 +63,15 @@ class AuthSettings(_Strict):
 
 
 class TenantLimitSettings(_Strict):
-    """Usage limits of one tenant (None: unlimited); see ``proxy.limits``."""
+    """Usage limits of one tenant or one API key (None: unset); see ``proxy.limits``.
+    Its input bounds can only lower the deployment's (``limits.max_*``)."""
 
     requests_per_minute: int | None = Field(None, ge=1)
     tokens_per_minute: int | None = Field(None, ge=1)
     budget_dollars: float | None = Field(None, ge=0)
+    max_messages: int | None = Field(None, ge=1)
+    max_total_chars: int | None = Field(None, ge=1)
+    max_tokens_ceiling: int | None = Field(None, ge=1)
 
 
 class LimitSettings(_Strict):
@@ -84,6 +88,10 @@ class LimitSettings(_Strict):
     budget_period_s: float = Field(86_400.0, ge=60)
     sync_interval_s: float = Field(0.5, gt=0, le=60)
     tenants: dict[str, TenantLimitSettings] = Field(default_factory=dict)
+    # Every API key's limits (on top of its tenant's), and per key id
+    # ("cfg:<key_env>" for a configuration-file key, "key_..." for an API-made one).
+    key_defaults: TenantLimitSettings = TenantLimitSettings()
+    keys: dict[str, TenantLimitSettings] = Field(default_factory=dict)
 
 
 class TenantPrivacySettings(_Strict):

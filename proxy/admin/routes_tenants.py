@@ -1,43 +1,50 @@
 """/admin/tenants/{tenant}: export everything stored about a tenant, or delete it.
 
-Export: its cache entries (without vectors), its API keys' metadata (never the
-secrets, which are not stored), its request log rows and its limits. Delete:
-revokes its API-made keys, flushes its cache entries, deletes its request log
-rows, usage counters and limit override; audited (kind ``tenant``). Keys that
-come from the configuration file cannot be revoked here: remove them there.
+Export (streamed, see ``export``): its cache entries with their answers (without
+vectors), its request log rows, its API keys' metadata (never the secrets, which
+are not stored) and its limits and its keys'. Delete: revokes its keys (API-made
+ones, and configuration-file ones through ``admin_revoked_keys``: refused on
+every replica from their next poll), flushes its cache entries, deletes its
+request log rows, its and its keys' usage counters and limit overrides; audited
+(kind ``tenant``).
 """
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path
+from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
 
 from cache import CacheUnavailable
 from proxy.admin.deps import AdminDep
+from proxy.admin.export import entry_pages, log_pages, stream_export
 from proxy.admin.models import NAME
-from proxy.admin.routes_cache import _cache
 from proxy.admin.routes_keys import _view as key_view
+from proxy.admin.routes_keys import revoke_configured
 from proxy.errors import Unavailable
+from proxy.limits import Subject
 from proxy.request_log import RequestLog
 
 router = APIRouter(prefix="/tenants", tags=["admin: tenants"])
 Tenant = Annotated[str, Path(pattern=NAME, description="a tenant name")]
-PAGE = 1000
 
 
 class TenantExport(BaseModel):
+    """The export's shape (it is streamed: ``complete`` is written last)."""
+
     object: Literal["tenant.export"] = "tenant.export"
     tenant: str
     exported_at: float
-    cache_entries: list[dict[str, Any]]
     keys: list[dict[str, Any]]
     configured_keys: int
-    request_log: list[dict[str, Any]]
+    configured_key_ids: list[str]
     limits: dict[str, Any]
     privacy: dict[str, bool]
+    cache_entries: list[dict[str, Any]]
+    request_log: list[dict[str, Any]]
+    complete: bool
 
 
 class TenantDeleted(BaseModel):
@@ -45,8 +52,9 @@ class TenantDeleted(BaseModel):
     tenant: str
     cache_entries: int
     keys_revoked: int
+    configured_keys_revoked: int
     request_log_rows: int
-    configured_keys: int  # still in the configuration file: remove them there
+    configured_keys: int  # still named in the configuration file (refused): remove them there
 
 
 def _log(a: AdminDep) -> RequestLog:
@@ -59,38 +67,61 @@ def _configured_keys(a: AdminDep, tenant: str) -> int:
     return sum(1 for k in a.services.settings.auth.keys if k.tenant == tenant)
 
 
-@router.get("/{tenant}/export", response_model=TenantExport)
-async def export_tenant(a: AdminDep, tenant: Tenant) -> TenantExport:
-    """Everything cachegate stores about ``tenant`` (may be large: entries are paged
-    internally, the answer is one document)."""
-    entries: list[dict[str, Any]] = []
-    if a.services.cache is not None or a.services.settings.cache.enabled:
-        cache = _cache(a)
-        while page := await cache.list_entries(tenant=tenant, offset=len(entries), limit=PAGE):
-            entries.extend(dataclasses.asdict(e) for e in page)
-    rows: list[dict[str, Any]] = []
-    log = _log(a)
-    await log.flush()
-    while page2 := await log.rows(tenant, offset=len(rows), limit=PAGE):
-        rows.extend(page2)
-    keys = [key_view(k).model_dump() for k in a.state.keys.values() if k.tenant == tenant]
-    limits: dict[str, Any] = {}
-    if a.services.limits is not None:
-        limits = {
-            "effective": a.services.limits.effective(tenant).as_dict(),
-            "override": a.services.limits.overrides.get(tenant),
-            "usage": vars(a.services.limits.usage(tenant)),
+def _key_ids(a: AdminDep, tenant: str) -> list[str]:
+    """Every key the tenant has or had here: API-made ones and configured ones."""
+    made = [k.id for k in a.state.keys.values() if k.tenant == tenant]
+    configured = [k for k, t in a.services.auth.active_keys().items() if t == tenant]
+    revoked = [r.key_id for r in a.state.revoked_configured if r.tenant == tenant]
+    return sorted({*made, *configured, *revoked})
+
+
+def _limits(a: AdminDep, tenant: str) -> dict[str, Any]:
+    limiter = a.services.limits
+    if limiter is None:
+        return {}
+
+    def one(subject: Subject) -> dict[str, Any]:
+        return {
+            "effective": limiter.effective(*subject).as_dict(),
+            "override": limiter.overrides.get(subject),
+            "usage": vars(limiter.usage(*subject)),
         }
-    return TenantExport(
-        tenant=tenant,
-        exported_at=a.now(),
-        cache_entries=entries,
-        keys=keys,
-        configured_keys=_configured_keys(a, tenant),
-        request_log=rows,
-        limits=limits,
-        privacy=vars(a.services.privacy.for_tenant(tenant)),
-    )
+
+    return {
+        **one(("tenant", tenant)),
+        "keys": {k: one(("key", k)) for k in _key_ids(a, tenant)},
+    }
+
+
+@router.get(
+    "/{tenant}/export",
+    response_class=StreamingResponse,
+    responses={200: {"model": TenantExport, "description": "streamed JSON"}},
+)
+async def export_tenant(a: AdminDep, tenant: Tenant) -> StreamingResponse:
+    """Everything cachegate stores about ``tenant``, streamed page by page (a large
+    tenant costs one page of memory); the document ends with ``"complete": true``."""
+    s = a.services
+    if s.settings.cache.enabled and s.cache is None:
+        raise CacheUnavailable("the cache store is unreachable; nothing was exported")
+    log = _log(a)
+    state = a.state
+    head = {
+        "object": "tenant.export",
+        "tenant": tenant,
+        "exported_at": a.now(),
+        "keys": [key_view(k).model_dump() for k in state.keys.values() if k.tenant == tenant],
+        "configured_keys": _configured_keys(a, tenant),
+        "configured_key_ids": sorted(
+            {k for k, t in s.auth.active_keys().items() if t == tenant and k.startswith("cfg:")}
+            | {r.key_id for r in state.revoked_configured if r.tenant == tenant}
+        ),
+        "limits": _limits(a, tenant),
+        "privacy": vars(s.privacy.for_tenant(tenant)),
+    }
+    entries = entry_pages(state.store.engine, tenant) if s.cache is not None else None
+    body = stream_export(head, entries, log_pages(log, tenant))
+    return StreamingResponse(body, media_type="application/json")
 
 
 @router.delete("/{tenant}", response_model=TenantDeleted)
@@ -100,22 +131,34 @@ async def delete_tenant(a: AdminDep, tenant: Tenant) -> TenantDeleted:
     if a.services.settings.cache.enabled and a.services.cache is None:
         raise CacheUnavailable("the cache store is unreachable; nothing was deleted")
     revoked = 0
+    key_ids = _key_ids(a, tenant)
+    configured = a.services.auth.configured_keys(tenant)
     async with state.lock:
         for k in [k for k in state.keys.values() if k.tenant == tenant and not k.revoked_at]:
             audit = a.audit("key", "revoke", k.id, {"tenant": k.tenant, "name": k.name}, None)
             state.own.add(await state.store.revoke_key(k.id, audit, a.now()))
             revoked += 1
+        if configured:
+            await revoke_configured(a, state, configured, tenant)
         await state.reload({"key"})
     flushed = 0
     if a.services.cache is not None:
         await a.services.cache.flush()  # answers still queued for writing go too
         flushed = await a.services.cache.flush_entries(tenant=tenant)
     log_rows = await _log(a).delete_tenant(tenant)
+    subjects: list[Subject] = [("tenant", tenant), *(("key", k) for k in key_ids)]
     if a.services.ops_store is not None:
-        await a.services.ops_store.delete_tenant_counters(tenant)
-        await a.services.ops_store.delete_override(tenant)
+        await a.services.ops_store.delete_counters(subjects)
+        for subject in subjects:
+            await a.services.ops_store.delete_override(subject)
     if a.services.limits is not None:
-        a.services.limits.overrides.pop(tenant, None)
-    counts = {"cache_entries": flushed, "keys_revoked": revoked, "request_log_rows": log_rows}
+        for subject in subjects:
+            a.services.limits.set_override(subject, None)
+    counts = {
+        "cache_entries": flushed,
+        "keys_revoked": revoked,
+        "configured_keys_revoked": len(configured),
+        "request_log_rows": log_rows,
+    }
     await state.store.write(a.audit("tenant", "delete", tenant, None, counts), now=a.now())
     return TenantDeleted(tenant=tenant, configured_keys=_configured_keys(a, tenant), **counts)

@@ -38,6 +38,18 @@ admin_keys = sa.Table(
     sa.Column("revoked_at", sa.Float(), nullable=True),
 )
 
+# Configuration-file keys revoked through the admin API (migration 0004_key_limits):
+# their digests, refused by every replica even though the file still names them.
+admin_revoked_keys = sa.Table(
+    "admin_revoked_keys",
+    metadata,
+    sa.Column("digest", sa.String(64), primary_key=True),
+    sa.Column("key_id", sa.String(160), nullable=False),
+    sa.Column("tenant", sa.String(128), nullable=False),
+    sa.Column("revoked_at", sa.Float(), nullable=False),
+    sa.Column("revoked_by", sa.String(128), nullable=False),
+)
+
 # Named JSON settings (today only "router": threshold, target share, overrides).
 admin_settings = sa.Table(
     "admin_settings",

@@ -20,7 +20,7 @@ from typing import Any
 
 from cache import CategoryPolicy, PolicyError, PolicySet
 from classifier import CategoryDef, Classifier, ClassifierError
-from proxy.admin.store import AdminStore, AuditEntry, KeyRecord, PolicyOverride
+from proxy.admin.store import AdminStore, AuditEntry, KeyRecord, PolicyOverride, RevokedKey
 from proxy.errors import Unavailable
 from proxy.services import Services
 from router import RouterConfig, RouterError
@@ -56,6 +56,7 @@ class AdminState:
         self.overrides: dict[str, PolicyOverride] = {}
         self.router_setting: dict[str, Any] = {}
         self.keys: dict[str, KeyRecord] = {}
+        self.revoked_configured: list[RevokedKey] = []
         self.lock = asyncio.Lock()  # one change (or one feed batch) at a time
         self.last_seq = 0
         self.own: set[int] = set()  # feed ids this replica wrote (already applied)
@@ -86,10 +87,14 @@ class AdminState:
             records = await self.store.keys()
             for k in records:
                 if k.revoked_at is None:
-                    self.s.auth.add_key(k.digest, k.tenant)
+                    self.s.auth.add_key(k.digest, k.tenant, k.id)
                 else:
                     self.s.auth.revoke_key(k.digest)
             self.keys = {k.id: k for k in records}
+            # Configuration-file keys revoked here stay refused though the file names them.
+            self.revoked_configured = await self.store.revoked_configured()
+            for r in self.revoked_configured:
+                self.s.auth.revoke_key(r.digest)
         if "router" in kinds:
             self.router_setting = await self.store.setting(ROUTER_SETTING) or {}
             try:

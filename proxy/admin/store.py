@@ -19,13 +19,21 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from cache import migrate_async
-from proxy.admin.schema import admin_audit, admin_keys, admin_policies, admin_settings, metadata
+from proxy.admin.schema import (
+    admin_audit,
+    admin_keys,
+    admin_policies,
+    admin_revoked_keys,
+    admin_settings,
+    metadata,
+)
 from proxy.errors import Unavailable
 from proxy.sqlengine import is_memory, make_engine
 
 _ADMIN_LOCK = 0x61646D6E  # "admn": serialises admin writers on PostgreSQL
 _DB_ERRORS = (SQLAlchemyError, OSError, TimeoutError, ConnectionError)
 A, K, P, S = admin_audit.c, admin_keys.c, admin_policies.c, admin_settings.c
+RK = admin_revoked_keys.c
 Write = Callable[[AsyncConnection], Awaitable[None]]
 
 
@@ -72,6 +80,17 @@ class KeyRecord:
     created_at: float
     created_by: str
     revoked_at: float | None
+
+
+@dataclass(frozen=True)
+class RevokedKey:
+    """A configuration-file key revoked through the admin API (by its digest)."""
+
+    digest: str
+    key_id: str
+    tenant: str
+    revoked_at: float
+    revoked_by: str
 
 
 def _dump(value: Any) -> str | None:
@@ -196,6 +215,19 @@ class AdminStore:
         async with self._read() as conn:
             rows = await conn.execute(sa.select(admin_keys).order_by(K.created_at, K.id))
             return [KeyRecord(**r._mapping) for r in rows]
+
+    async def revoke_configured(self, keys: list[RevokedKey], audit: Audit, now: float) -> int:
+        async def change(conn: AsyncConnection) -> None:
+            for k in keys:
+                await conn.execute(sa.delete(admin_revoked_keys).where(RK.digest == k.digest))
+                await conn.execute(sa.insert(admin_revoked_keys), vars(k))
+
+        return await self.write(audit, change, now=now)
+
+    async def revoked_configured(self) -> list[RevokedKey]:
+        async with self._read() as conn:
+            rows = await conn.execute(sa.select(admin_revoked_keys).order_by(RK.revoked_at))
+            return [RevokedKey(**r._mapping) for r in rows]
 
     # -- settings -----------------------------------------------------------------------
     async def put_setting(self, name: str, value: dict[str, Any], audit: Audit, now: float) -> int:

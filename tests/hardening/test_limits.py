@@ -63,7 +63,7 @@ async def test_two_replicas_share_request_counts(tmp_path: Path) -> None:
         assert sliding.value.retry_after == 6  # 5 now + 10 x 0.4 leaves room for one
         clock.now += 120  # two minutes on: nothing of the past counts
         one.admit("t", 5)
-        assert one.usage("t").requests == 1
+        assert one.usage("tenant", "t").requests == 1
     finally:
         for r in (one, two):
             assert r.store is not None
@@ -160,6 +160,9 @@ def test_rate_limited_answer_shape_metrics_and_admin(embedder: Embedder, tmp_pat
                 "requests_per_minute": 1000,
                 "tokens_per_minute": None,
                 "budget_dollars": 0.0,
+                "max_messages": None,
+                "max_total_chars": None,
+                "max_tokens_ceiling": None,
             }
             assert chat(stack, "no budget").status_code == 429
             assert adm.put("/limits/a", json={"requests_per_minute": 0}).status_code == 422
