@@ -237,6 +237,41 @@ class SemanticCache:
             self.misses[stat_key] += 1
             return None
         doc, similarity = hit
+        return self._hit(doc, similarity, exact, now, stat_key)
+
+    async def exact_lookup(
+        self, scope: CacheScope, text: str, policy_for: Callable[[str], CategoryPolicy | None]
+    ) -> CacheHit | None:
+        """The exact tier alone, before anything is embedded or classified: the entry
+        stored under ``scope`` for this normalised text, served under the (effective)
+        policy of the category it was stored in, which ``policy_for`` gives (``None``:
+        that category may not serve this request).
+
+        ``None`` when there is none or its policy would not serve it now; the caller then
+        goes the whole way (embed, classify, :meth:`lookup`), which counts the miss. An
+        exact repeat thus costs a hash and a dict probe instead of an embedding."""
+        now = self.clock()
+        # Plain dict reads: atomic under the GIL, so no hop to the index thread (only
+        # hnswlib calls must stay on it).
+        eid = self.index.exact.get(exact_key(scope, text))
+        m = self.index.meta.get(eid) if eid is not None else None
+        if m is None:
+            return None
+        policy = policy_for(m.category)
+        if (
+            policy is None
+            or not policy.enabled
+            or not self._servable(m, now, m.category, policy.ttl_stretch)
+        ):
+            return None
+        doc = (await self._documents([m.entry_id])).get(m.entry_id)
+        if doc is None:  # deleted meanwhile, or the store is down and it is not in memory
+            return None
+        return self._hit(doc, 1.0, True, now, (m.category, scope.tenant))
+
+    def _hit(
+        self, doc: Document, similarity: float, exact: bool, now: float, stat_key: tuple[str, str]
+    ) -> CacheHit:
         self.hits[stat_key] += 1
         self._note_hit(doc.entry_id, now)
         return CacheHit(

@@ -122,6 +122,10 @@ class Pipeline:
         trace: Trace,
     ) -> Response:
         prepared = self._prepare(body, endpoint)
+        if not control.no_cache:
+            early = await self._exact_first(principal, prepared, trace)
+            if early is not None:
+                return early
         u = await self._understand(principal, prepared, trace)
         if u.scope is not None and not control.no_cache:
             hit = await self._lookup(u, trace)
@@ -186,6 +190,56 @@ class Pipeline:
             single_choice=(req.n or 1) == 1,
             text_only=text_only,
         )
+
+    # -- 5a. exact repeats, before any embedding ------------------------------------
+
+    async def _exact_first(
+        self, principal: Principal, p: Prepared, trace: Trace
+    ) -> Response | None:
+        """Serves an exact repeat from the exact tier without embedding or classifying.
+
+        The scope's fingerprint depends on the category's sampling parameters, which are
+        not known before classifying; so the exact key is tried once per distinct set of
+        them among the enabled policies (usually one). A stored entry names its category,
+        whose policy must still use that set and allow this request (streams), as the
+        full path would. Anything else (no entry, expired, disabled) goes the full way,
+        which counts the lookup; this path only counts its hits."""
+        cache = self.s.cache
+        if cache is None or not p.text_only or not p.single_choice:
+            return None
+        text, _ = question(p.body)
+        if not text:
+            return None
+        started = time.perf_counter()
+        policies = self.s.policies
+        param_sets = {tuple(sorted(pol.sampling_params)) for pol in policies.values()}
+        param_sets.add(tuple(sorted(policies.for_category("general").sampling_params)))
+        for params in sorted(param_sets):
+
+            def policy_for(
+                category: str, params: tuple[str, ...] = params
+            ) -> CategoryPolicy | None:
+                policy = self.s.effective_policy(category)
+                if tuple(sorted(policy.sampling_params)) != params:
+                    return None
+                return policy if policy.cache_streams or not p.stream else None
+
+            scope = CacheScope(principal.tenant, p.alias, fingerprint(p.body, params))
+            try:
+                hit = await cache.exact_lookup(scope, text, policy_for)
+            except CacheError as exc:
+                log.warning("exact lookup failed, going the full way: %s", exc)
+                return None
+            if hit is None:
+                continue
+            policy = self.s.effective_policy(hit.category)
+            trace.category, trace.cache = hit.category, "hit"
+            m = self.s.metrics
+            m.stage_duration.labels("lookup").observe(time.perf_counter() - started)
+            m.cache_lookups.labels(hit.category, "hit").inc()
+            u = Understanding(text, None, hit.category, policy, scope)
+            return self._hit_response(hit, p, principal, u, trace)
+        return None
 
     # -- 2-4. embed, classify, policy ------------------------------------------
 
