@@ -14,10 +14,12 @@ load signal per backend tier every tick and asks for effective policies.
   changes. The TTL stretch acts at read time (``CategoryPolicy.ttl_stretch``):
   entries are written with the configured TTL, and while a category is relaxed
   its lookups may serve its entries up to ``ttl_stretch`` × TTL after they were
-  stored (stale-while-overloaded). For categories with a ``threshold_floor``
-  the equivalence threshold is lowered too, by up to ``equivalence_drop`` at
-  full relaxation, since it makes the final call among the candidates the
-  cosine floor admits.
+  stored (stale-while-overloaded). The equivalence threshold, which makes the
+  final call among the candidates the cosine floor admits, relaxes only for
+  categories with an ``equivalence_floor`` (toward it, by at most
+  ``equivalence_drop``): on the replay's dev data the checker's refusals just
+  under its threshold are right answers for factual paraphrases but wrong ones
+  for conversation, so one global drop buys false hits where it buys hits.
 """
 
 from __future__ import annotations
@@ -60,10 +62,11 @@ class AdaptiveConfig:
     min_dwell_s: float = 3.0  # a level is held at least this long before falling
     step: float = 0.25  # relaxation change per tick (ticks are ~1 s)
     elevated_target: float = 0.5  # relaxation aimed at while elevated (1.0 when overloaded)
-    # How far the equivalence threshold may drop at full relaxation. The equivalence
-    # check makes the final call among the candidates the cosine floor admits, so
-    # lowering the floor alone admits candidates it then refuses.
-    equivalence_drop: float = 0.1
+    # The most any category's equivalence threshold may drop at full relaxation (a
+    # global cap over the per-category ``equivalence_floor``). The equivalence check
+    # makes the final call among the candidates the cosine floor admits, so lowering
+    # the floor alone admits candidates it then refuses.
+    equivalence_drop: float = 0.3
 
     def __post_init__(self) -> None:
         if not 0 < self.elevated_at < self.overloaded_at:
@@ -167,9 +170,10 @@ class PolicyAdapter:
         equivalence = policy.equivalence_threshold
         if floor is not None:
             threshold -= r * (threshold - floor)
-            base = equivalence if equivalence is not None else self.equivalence_default
-            if base is not None:
-                equivalence = max(0.0, base - r * self.config.equivalence_drop)
+        base = equivalence if equivalence is not None else self.equivalence_default
+        eq_floor = policy.equivalence_floor
+        if eq_floor is not None and base is not None and base > eq_floor:
+            equivalence = base - r * min(self.config.equivalence_drop, base - eq_floor)
         # ttl_seconds stays as configured (what new entries are written with); the
         # stretch acts at read time on entries already stored (stale-while-overloaded).
         stretch = min(policy.ttl_max_factor, 1 + r * (policy.ttl_max_factor - 1))
@@ -185,8 +189,10 @@ class PolicyAdapter:
 def adaptive(policy: CategoryPolicy) -> bool:
     """Whether a policy has any room to move under load."""
     floor = policy.threshold_floor
-    return (floor is not None and floor < policy.similarity_threshold) or (
-        policy.ttl_max_factor > 1.0
+    return (
+        (floor is not None and floor < policy.similarity_threshold)
+        or policy.ttl_max_factor > 1.0
+        or policy.equivalence_floor is not None
     )
 
 

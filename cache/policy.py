@@ -25,7 +25,11 @@ class CategoryPolicy:
     ``similarity_threshold`` is the cosine floor for semantic candidates;
     ``equivalence_threshold`` is handed to the equivalence checker (``None`` means the
     checker's own default; 0 is a real threshold). ``threshold_floor`` and
-    ``ttl_max_factor`` bound how far load adaptation may relax the policy.
+    ``ttl_max_factor`` bound how far load adaptation may relax the policy, and
+    ``equivalence_floor`` the lowest equivalence threshold it may use (``None``: the
+    category's equivalence threshold never relaxes). A relaxed equivalence threshold
+    only pays where the checker's precision stays high below its default: fit it per
+    category (``bench/adaptive.py band``), never one figure for all.
 
     ``ttl_stretch`` is not configured: load adaptation sets it on the *effective*
     policy (1 ≤ stretch ≤ ``ttl_max_factor``) and it acts at read time only. Entries
@@ -45,6 +49,7 @@ class CategoryPolicy:
     sampling_params: tuple[str, ...] = ("temperature", "top_p", "seed", "max_tokens")
     threshold_floor: float | None = None
     ttl_max_factor: float = 1.0
+    equivalence_floor: float | None = None
     ttl_stretch: float = 1.0
 
     def __post_init__(self) -> None:
@@ -89,6 +94,14 @@ class CategoryPolicy:
         _finite("ttl_max_factor", self.ttl_max_factor)
         if self.ttl_max_factor < 1.0:
             raise PolicyError(f"ttl_max_factor must be >= 1.0, got {self.ttl_max_factor!r}")
+        if self.equivalence_floor is not None:
+            _finite("equivalence_floor", self.equivalence_floor)
+            top = 1.0 if self.equivalence_threshold is None else self.equivalence_threshold
+            if not 0.0 <= self.equivalence_floor <= top:
+                raise PolicyError(
+                    f"equivalence_floor must be in [0, equivalence_threshold={top}], "
+                    f"got {self.equivalence_floor!r}"
+                )
         _finite("ttl_stretch", self.ttl_stretch)
         if not 1.0 <= self.ttl_stretch <= self.ttl_max_factor:
             raise PolicyError(

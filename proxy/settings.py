@@ -175,6 +175,7 @@ class PolicySettings(_Strict):
     sampling_params: tuple[str, ...] | None = None
     threshold_floor: float | None = None
     ttl_max_factor: float | None = None
+    equivalence_floor: float | None = None
 
     def overrides(self) -> dict[str, Any]:
         return {k: v for k, v in self.model_dump().items() if v is not None}
@@ -235,7 +236,7 @@ class AdaptiveSettings(_Strict):
     hysteresis: float = Field(0.15, ge=0)
     min_dwell_s: float = Field(3.0, ge=0)
     step: float = Field(0.25, gt=0, le=1)
-    equivalence_drop: float = Field(0.1, ge=0, le=1)
+    equivalence_drop: float = Field(0.3, ge=0, le=1)
 
 
 class Settings(_Strict):

@@ -45,12 +45,13 @@ class PolicyValues(BaseModel):
     sampling_params: list[str]
     threshold_floor: float | None
     ttl_max_factor: float
+    equivalence_floor: float | None = None
     ttl_stretch: float = 1.0  # set by load adaptation on the effective policy only
 
 
 class PolicyFields(_Request):
     """Fields to set; a field left out keeps its configured (PUT) or current (PATCH) value.
-    ``equivalence_threshold`` and ``threshold_floor`` accept ``null``."""
+    ``equivalence_threshold``, ``threshold_floor`` and ``equivalence_floor`` accept ``null``."""
 
     enabled: StrictBool | None = None
     similarity_threshold: float | None = None
@@ -62,6 +63,7 @@ class PolicyFields(_Request):
     sampling_params: list[str] | None = None
     threshold_floor: float | None = None
     ttl_max_factor: float | None = None
+    equivalence_floor: float | None = None
 
 
 class PolicyCreate(PolicyFields):

@@ -25,7 +25,7 @@ from proxy.errors import Conflict, InvalidRequest, NotFound
 
 router = APIRouter(tags=["admin: policies"])
 FIELDS = tuple(PolicyFields.model_fields)
-NULLABLE = frozenset({"equivalence_threshold", "threshold_floor"})
+NULLABLE = frozenset({"equivalence_threshold", "threshold_floor", "equivalence_floor"})
 Category = Annotated[str, Path(pattern=NAME, description="a category name")]
 
 

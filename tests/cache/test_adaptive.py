@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from cache import CategoryPolicy, PolicyError
-from cache.adaptive import AdaptiveConfig, LevelTracker, LoadSignal, PolicyAdapter
+from cache.adaptive import AdaptiveConfig, Level, LevelTracker, LoadSignal, PolicyAdapter
 
 BOUNDED = CategoryPolicy(
     similarity_threshold=0.90, threshold_floor=0.80, ttl_seconds=100.0, ttl_max_factor=3.0
@@ -43,7 +43,7 @@ def test_relaxation_moves_within_bounds_and_returns() -> None:
     )
     policies = {"factual": BOUNDED, "math": FIXED}
     shares = {"factual": {"large": 1.0}, "math": {"large": 1.0}}
-    overloaded = {"small": "normal", "large": "overloaded"}
+    overloaded: dict[str, Level] = {"small": "normal", "large": "overloaded"}
     seen = []
     for _ in range(6):
         moved = adapter.tick(policies, shares, overloaded)
@@ -57,9 +57,9 @@ def test_relaxation_moves_within_bounds_and_returns() -> None:
     assert seen[-1] == pytest.approx(0.80) and seen[0] > seen[-1]
     full = adapter.effective("factual", BOUNDED)
     assert full.ttl_stretch == pytest.approx(3.0)
-    assert full.equivalence_threshold == pytest.approx(0.4)  # lowered by equivalence_drop
+    assert full.equivalence_threshold is None  # no equivalence_floor: the checker decides as ever
     assert adapter.effective("math", FIXED) == FIXED  # no bounds: never changes
-    calm = {"small": "normal", "large": "normal"}
+    calm: dict[str, Level] = {"small": "normal", "large": "normal"}
     for _ in range(4):
         adapter.tick(policies, shares, calm)
     assert adapter.effective("factual", BOUNDED) == BOUNDED
@@ -82,3 +82,22 @@ def test_bad_adaptive_config_is_refused() -> None:
         AdaptiveConfig(elevated_at=1.2, overloaded_at=1.0)
     with pytest.raises(PolicyError, match="step"):
         AdaptiveConfig(step=0)
+
+
+def test_equivalence_threshold_relaxes_only_toward_a_category_floor_within_the_cap() -> None:
+    adapter = PolicyAdapter(
+        AdaptiveConfig(step=1.0, equivalence_drop=0.2), equivalence_default=0.84
+    )
+    near = CategoryPolicy(ttl_max_factor=2.0, equivalence_floor=0.74)  # floor within the cap
+    far = CategoryPolicy(ttl_max_factor=2.0, equivalence_floor=0.3)  # the cap binds
+    own = CategoryPolicy(equivalence_threshold=0.9, equivalence_floor=0.8)  # own threshold
+    none = CategoryPolicy(ttl_max_factor=2.0)  # no floor: never relaxes
+    policies = {"near": near, "far": far, "own": own, "none": none}
+    shares = {c: {"large": 1.0} for c in policies}
+    adapter.tick(policies, shares, {"small": "normal", "large": "overloaded"})
+    assert adapter.effective("near", near).equivalence_threshold == pytest.approx(0.74)
+    assert adapter.effective("far", far).equivalence_threshold == pytest.approx(0.64)
+    assert adapter.effective("own", own).equivalence_threshold == pytest.approx(0.8)
+    assert adapter.effective("none", none).equivalence_threshold is None
+    with pytest.raises(PolicyError, match="equivalence_floor"):
+        CategoryPolicy(equivalence_threshold=0.7, equivalence_floor=0.8)
