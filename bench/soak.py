@@ -14,6 +14,12 @@ over time and its slope after warm-up (least squares over samples after
 
     .venv/bin/python -m bench.soak --minutes 10 [--speedup 10] [--json soak.json]
     .venv/bin/python -m bench.soak --minutes 60          # the full hour
+    .venv/bin/python -m bench.soak --minutes 8 --tracemalloc   # what grows, by source line
+
+``--tracemalloc`` runs the proxy under :mod:`tracemalloc` (slower: use a lower
+``--speedup``), snapshots it when the warm-up ends and when the run ends (SIGUSR1),
+and prints the source lines whose live Python allocations grew most in between;
+RSS growing while they do not points at native memory (ONNX Runtime, hnswlib, malloc).
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ import argparse
 import asyncio
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -43,6 +50,18 @@ from bench.targets import artifact_present, cachegate_config, sim
 from bench.workload import Request, build_workload
 
 PY = sys.executable
+# Starts cachegate's CLI under tracemalloc; SIGUSR1 dumps a snapshot to $SOAK_TRACE_DIR.
+TRACED = """
+import os, runpy, signal, sys, tracemalloc
+tracemalloc.start(int(os.environ.get("SOAK_TRACE_FRAMES", "1")))
+taken = []
+def dump(signum, frame):
+    taken.append(1)
+    tracemalloc.take_snapshot().dump(os.path.join(os.environ["SOAK_TRACE_DIR"], f"snap{len(taken)}"))
+signal.signal(signal.SIGUSR1, dump)
+sys.argv = ["proxy.cli", *sys.argv[1:]]
+runpy.run_module("proxy.cli", run_name="__main__")
+"""
 
 
 @dataclass(frozen=True)
@@ -54,14 +73,20 @@ class Sample:
 
 
 @contextmanager
-def proxy_process(cfg: dict[str, Any], grace_s: float = 30) -> Iterator[tuple[str, int]]:
-    """``cachegate serve`` on ``cfg``; yields (base URL, pid). Stopped with SIGTERM."""
+def proxy_process(
+    cfg: dict[str, Any], grace_s: float = 30, trace_dir: Path | None = None
+) -> Iterator[tuple[str, int]]:
+    """``cachegate serve`` on ``cfg`` (under tracemalloc when ``trace_dir`` is given);
+    yields (base URL, pid). Stopped with SIGTERM."""
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "config.yaml"
         path.write_text(yaml.safe_dump(cfg))
         env = {**os.environ, "CACHEGATE_CONFIG": str(path)}
         cli = [PY, "-m", "proxy.cli"]
         subprocess.run([*cli, "migrate"], cwd=ROOT, env=env, check=True, capture_output=True)
+        if trace_dir is not None:
+            env["SOAK_TRACE_DIR"] = str(trace_dir)
+            cli = [PY, "-c", TRACED]
         serve = [*cli, "--log-level", "warning", "serve", "--grace-s", str(grace_s)]
         proc = subprocess.Popen(serve, cwd=ROOT, env=env)
         base = f"http://127.0.0.1:{cfg['server']['port']}"
@@ -97,8 +122,14 @@ def schedule(
 
 
 async def drive(
-    base: str, pid: int, plan: list[tuple[float, Request]], sample_s: float
+    base: str,
+    pid: int,
+    plan: list[tuple[float, Request]],
+    sample_s: float,
+    snapshot_at: float | None = None,
 ) -> tuple[list[Sample], list[tuple[float, float]]]:
+    """Sends ``plan`` open loop, sampling RSS; at ``snapshot_at`` s signals the proxy
+    to dump a tracemalloc snapshot."""
     samples: list[Sample] = []
     rss: list[tuple[float, float]] = []
     timeout = aiohttp.ClientTimeout(total=120)
@@ -121,8 +152,13 @@ async def drive(
             samples.append(Sample(at, time.perf_counter() - started, status, cache))
 
         async def sampler() -> None:
+            pending = snapshot_at
             while True:
-                rss.append((time.perf_counter() - t0, rss_mb(pid)))
+                now = time.perf_counter() - t0
+                rss.append((now, rss_mb(pid)))
+                if pending is not None and now >= pending:
+                    os.kill(pid, signal.SIGUSR1)
+                    pending = None
                 await asyncio.sleep(sample_s)
 
         tick = asyncio.create_task(sampler())
@@ -152,6 +188,28 @@ def slope_mb_per_hour(rss: list[tuple[float, float]], warmup_s: float) -> float 
     t = np.array([p[0] for p in pts])
     m = np.array([p[1] for p in pts])
     return float(np.polyfit(t, m, 1)[0] * 3600)
+
+
+def tracemalloc_growth(trace_dir: Path, pid: int, top: int = 15) -> list[str]:
+    """Signals the final snapshot and lists the lines that grew most since the first."""
+    import tracemalloc
+
+    os.kill(pid, signal.SIGUSR1)
+    first, last = trace_dir / "snap1", trace_dir / "snap2"
+    deadline = time.time() + 120
+    while not last.exists() and time.time() < deadline:
+        time.sleep(0.5)
+    time.sleep(2)  # the dump may still be being written
+    if not first.exists() or not last.exists():
+        return ["tracemalloc snapshots missing"]
+    keep = [tracemalloc.Filter(False, tracemalloc.__file__)]
+    old = tracemalloc.Snapshot.load(str(first)).filter_traces(keep)
+    new = tracemalloc.Snapshot.load(str(last)).filter_traces(keep)
+    stats = new.compare_to(old, "lineno")
+    total = sum(st.size_diff for st in stats) / 2**20
+    lines = [f"traced Python memory grew {total:+.1f} MB between the snapshots"]
+    lines += [str(st) for st in stats[:top]]
+    return lines
 
 
 def per_minute(samples: list[Sample]) -> list[dict[str, Any]]:
@@ -203,6 +261,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         action="store_true",
         help="leave usage limits and the request log off (on by default, to exercise them)",
     )
+    p.add_argument(
+        "--tracemalloc",
+        action="store_true",
+        help="run the proxy under tracemalloc and print what grew after the warm-up",
+    )
     p.add_argument("--json", type=Path)
     args = p.parse_args(argv)
     trace_min = 58.0 / args.speedup  # the whole trace, compressed
@@ -214,6 +277,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     print(f"soak: {len(plan)} requests over {args.minutes} min "
           f"({len(workload.requests)} per lap of {lap_s / 60:.1f} min)", file=sys.stderr)  # fmt: skip
     with ExitStack() as stack, tempfile.TemporaryDirectory() as tmp:
+        trace_dir = Path(tmp) / "tracemalloc" if args.tracemalloc else None
+        if trace_dir is not None:
+            trace_dir.mkdir()
         small = stack.enter_context(sim("small"))
         large = stack.enter_context(sim("large"))
         cfg = cachegate_config(
@@ -228,10 +294,12 @@ def main(argv: Sequence[str] | None = None) -> None:
             cfg["limits"] = {"requests_per_minute": 1_000_000, "tokens_per_minute": 10**9,
                              "budget_dollars": 1_000_000.0}  # fmt: skip
             cfg["privacy"] = {"request_log": True, "store_prompts": True}
-        base, pid = stack.enter_context(proxy_process(cfg))
+        base, pid = stack.enter_context(proxy_process(cfg, trace_dir=trace_dir))
         started = time.time()
-        samples, rss = asyncio.run(drive(base, pid, plan, args.sample_s))
+        snapshot_at = args.warmup_min * 60 if trace_dir is not None else None
+        samples, rss = asyncio.run(drive(base, pid, plan, args.sample_s, snapshot_at))
         metrics = scrape(base)
+        growth = tracemalloc_growth(trace_dir, pid) if trace_dir is not None else []
     statuses = Counter(s.status for s in samples)
     lat = np.array([s.latency_s for s in samples if s.status == 200])
     report = {
@@ -254,13 +322,18 @@ def main(argv: Sequence[str] | None = None) -> None:
         "per_minute": per_minute(samples),
         "rss": rss,
         "metrics_end": metrics,
+        "tracemalloc_growth": growth,
     }
-    summary = {k: v for k, v in report.items() if k not in ("per_minute", "rss")}
+    summary = {
+        k: v for k, v in report.items() if k not in ("per_minute", "rss", "tracemalloc_growth")
+    }
     print(json.dumps(summary, indent=2))
     for row in report["per_minute"]:
         print(f"min {row['minute']:3d}: {row['requests']:5d} req, {row['errors']} err, "
               f"hit {row['hit_rate']:.2f}, p50 {row['p50_ms'] or 0:7.1f} ms, "
               f"p99 {row['p99_ms'] or 0:7.1f} ms")  # fmt: skip
+    for line in growth:
+        print(line)
     if args.json:
         args.json.write_text(json.dumps(report, indent=2))
 

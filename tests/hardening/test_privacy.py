@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from backends.embedding import Embedder
+from proxy.admin import export as export_module
 from proxy.cli import main as cli
 from proxy.services import Services
 from router import read_records
@@ -95,26 +96,43 @@ def test_cache_opt_out_and_request_log(stack: Stack, tmp_path: Path) -> None:
     assert _log_rows(stack, "a") == []
 
 
-def test_export_and_delete_tenant(stack: Stack) -> None:
+def test_export_and_delete_tenant(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(export_module, "PAGE", 1)  # every entry and row on a page of its own
     with admin(stack) as adm:
         made = adm.post("/keys", json={"tenant": "a", "name": "app"}).json()
         key = made["key"]
+        answers = {}
         for text in ("How do I sort a dict by value in Python?", "What is a monad?"):
-            assert chat(stack, text, key=key).status_code == 200
+            reply = chat(stack, text, key=key)
+            assert reply.status_code == 200
+            answers[text] = reply.json()["choices"][0]["message"]["content"]
         stack.call(_flush)
-        export = adm.get("/tenants/a/export").json()
-        assert len(export["cache_entries"]) == 2
-        assert {e["tenant"] for e in export["cache_entries"]} == {"a"}
+        response = adm.get("/tenants/a/export")
+        assert response.headers["transfer-encoding"] == "chunked"  # streamed, not built whole
+        export = response.json()
+        assert export["complete"] is True
+        entries = export["cache_entries"]
+        assert {e["request_text"]: e["answer"]["choices"][0]["message"]["content"]
+                for e in entries} == answers  # fmt: skip
+        assert {e["tenant"] for e in entries} == {"a"} and "vector" not in entries[0]
         assert [k["id"] for k in export["keys"]] == [made["id"]]
         assert key not in json.dumps(export)  # only metadata, never the secret
         assert len(export["request_log"]) == 2 and export["configured_keys"] == 1
+        assert [r["id"] for r in export["request_log"]] == sorted(
+            r["id"] for r in export["request_log"]
+        )
+        assert export["configured_key_ids"] == ["cfg:H_KEY_A"]
+        assert set(export["limits"]["keys"]) == {made["id"], "cfg:H_KEY_A"}
         assert export["privacy"] == {"cache": True, "request_log": True, "store_prompts": True}
         assert adm.get("/tenants/b/export").json()["cache_entries"] == []
 
         deleted = adm.delete("/tenants/a").json()
         assert deleted["cache_entries"] == 2 and deleted["keys_revoked"] == 1
         assert deleted["request_log_rows"] == 2 and deleted["configured_keys"] == 1
+        assert deleted["configured_keys_revoked"] == 1
         assert chat(stack, "still there?", key=key).status_code == 401
+        assert chat(stack, "the file's key too?", key=KEY_A).status_code == 401
+        assert chat(stack, "tenant b is untouched", key=KEY_B).status_code == 200
         after = adm.get("/tenants/a/export").json()
         assert after["cache_entries"] == [] and after["request_log"] == []
         assert any(r["kind"] == "tenant" for r in adm.get("/audit").json()["data"])
