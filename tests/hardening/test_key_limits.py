@@ -12,7 +12,7 @@ from prometheus_client import CollectorRegistry
 
 from backends.embedding import Embedder
 from proxy.errors import InvalidRequest
-from proxy.limits import LimitExceeded, Limiter
+from proxy.limits import Limiter, LimitExceeded
 from proxy.limits_store import OpsStore
 from proxy.services import Services
 from proxy.settings import LimitSettings, TenantLimitSettings
