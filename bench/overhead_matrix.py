@@ -35,7 +35,7 @@ import numpy as np
 
 from bench.embcache import embed_texts
 from bench.procs import machine
-from bench.targets import artifact_present, cachegate, cachegate_config, sim
+from bench.targets import artifact_present, cachegate, cachegate_config, cpu_seconds, sim
 from bench.workload import data_path
 from cache import EquivalenceChecker
 
@@ -164,20 +164,29 @@ async def measure(args: argparse.Namespace) -> None:
               f"({warm.errors} errors)\n")  # fmt: skip
         print(
             "| path | concurrency | direct p50 | direct p99 | cachegate p50 | cachegate p99 "
-            "| added p50 | added p99 | cachegate req/s | hits (semantic) | errors |"
+            "| added p50 | added p99 | cachegate req/s | cachegate CPU ms/req "
+            "| hits (semantic) | errors |"
         )
-        print("|---|---|---|---|---|---|---|---|---|---|---|")
+        print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+        paths: list[tuple[str, Callable[[int], dict[str, Any]]]] = [
+            ("miss", miss_body),
+            ("exact hit", lambda i: body(pairs[i % n_hit][0], "large")),
+            ("semantic hit", lambda i: body(pairs[i % n_hit][1], "large")),
+        ]
         for c in args.concurrency:
             n = args.requests if c > 1 else max(200, args.requests // 4)
             direct = await closed_loop(direct_url, partial(direct_body, c), n, c)
-            miss = await closed_loop(proxy_url, partial(miss_body, f"{c}"), n, c)
-            hit = await closed_loop(proxy_url, lambda i: body(pairs[i % n_hit][1], "large"), n, c)
-            for label, r in (("miss", miss), ("semantic hit", hit)):
+            for label, bodies in paths:
+                if label == "miss":
+                    bodies = partial(miss_body, f"{c}")
+                cpu = cpu_seconds(proxy_url[: -len("/chat/completions")])
+                r = await closed_loop(proxy_url, bodies, n, c)
+                cpu_ms = (cpu_seconds(proxy_url[: -len("/chat/completions")]) - cpu) * 1000 / n
                 hits = sum(s == "hit" for s in r.statuses)
                 print(f"| {label} | {c} | {direct.pct(50):.1f} | {direct.pct(99):.1f} "
                       f"| {r.pct(50):.1f} | {r.pct(99):.1f} | {r.pct(50) - direct.pct(50):+.1f} "
-                      f"| {r.pct(99) - direct.pct(99):+.1f} | {r.rps:.0f} | {hits} ({r.semantic}) "
-                      f"| {r.errors} |")  # fmt: skip
+                      f"| {r.pct(99) - direct.pct(99):+.1f} | {r.rps:.0f} | {cpu_ms:.2f} "
+                      f"| {hits} ({r.semantic}) | {r.errors} |")  # fmt: skip
         print("\nOpen-loop rate sweep on the miss path (Poisson arrivals, "
               f"{args.sweep_seconds:.0f} s per rate)\n")  # fmt: skip
         print("| offered req/s | achieved req/s | p50 ms | p99 ms | p99 / p99 at lowest rate |")

@@ -32,6 +32,19 @@ class TargetError(RuntimeError):
     """A benchmark process did not start."""
 
 
+# Process ids of the running cachegates by their /v1 URL, for CPU accounting.
+_PIDS: dict[str, int] = {}
+
+
+def cpu_seconds(url: str) -> float:
+    """User + system CPU seconds the cachegate serving ``url`` has used so far (Linux).
+
+    CPU per request is what a benchmark on a shared machine can still compare: wall
+    latencies move with whatever else runs, the work a request costs does not."""
+    fields = Path(f"/proc/{_PIDS[url]}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def artifact_present(package: str, name: str) -> bool:
     """Whether a package's trained artifact (``<pkg>/data/<name>``) is committed yet."""
     return resources.files(package).joinpath("data", name).is_file()
@@ -39,7 +52,7 @@ def artifact_present(package: str, name: str) -> bool:
 
 @contextmanager
 def _process(cmd: list[str], ready_url: str, env: dict[str, str] | None = None,
-             timeout: float = 120.0) -> Iterator[None]:  # fmt: skip
+             timeout: float = 120.0) -> Iterator[subprocess.Popen[bytes]]:  # fmt: skip
     with tempfile.TemporaryFile() as log:
         proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
         try:
@@ -57,7 +70,7 @@ def _process(cmd: list[str], ready_url: str, env: dict[str, str] | None = None,
                 if time.monotonic() > deadline:
                     raise TargetError(f"{ready_url} did not come up within {timeout:.0f} s")
                 time.sleep(0.1)
-            yield
+            yield proc
         finally:
             proc.terminate()
             try:
@@ -122,8 +135,12 @@ def cachegate(cfg: dict[str, Any]) -> Iterator[str]:
         if done.returncode:
             raise TargetError(f"cachegate migrate failed:\n{done.stderr.decode()[-3000:]}")
         base = f"http://127.0.0.1:{cfg['server']['port']}"
-        with _process([*cli, "--log-level", "warning", "serve"], base + "/readyz", env):
-            yield base + "/v1"
+        with _process([*cli, "--log-level", "warning", "serve"], base + "/readyz", env) as proc:
+            _PIDS[base + "/v1"] = proc.pid
+            try:
+                yield base + "/v1"
+            finally:
+                del _PIDS[base + "/v1"]
 
 
 @contextmanager
