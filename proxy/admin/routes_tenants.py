@@ -119,7 +119,9 @@ async def export_tenant(a: AdminDep, tenant: Tenant) -> StreamingResponse:
         "limits": _limits(a, tenant),
         "privacy": vars(s.privacy.for_tenant(tenant)),
     }
-    entries = entry_pages(state.store.engine, tenant) if s.cache is not None else None
+    # The cache's own engine: the same database as the admin tables unless it is an
+    # in-memory one, which each engine holds apart.
+    entries = entry_pages(s.cache.store.engine, tenant) if s.cache is not None else None
     body = stream_export(head, entries, log_pages(log, tenant))
     return StreamingResponse(body, media_type="application/json")
 
