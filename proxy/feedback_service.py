@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from cache import CacheError, EntryNotFound
 from proxy.auth import Principal
 from proxy.errors import NotFound, Unavailable
+from proxy.judging import credit
 from proxy.protocol import FeedbackRequest
 from proxy.services import Services
 
@@ -52,11 +53,6 @@ async def apply_feedback(s: Services, principal: Principal, fb: FeedbackRequest)
     updated = 0
     if cache is not None and record.example_ids:
         reward = (fb.rating + 1) / 2  # [-1, 1] → [0, 1]
-        for example_id in record.example_ids:
-            utility = s.utilities.update(str(example_id), reward)
-            try:
-                await cache.set_utility(example_id, utility.mean)
-                updated += 1
-            except (EntryNotFound, CacheError) as exc:
-                log.info("example %s utility not updated: %s", example_id, exc)
+        # Shared by replicas: an atomic SQL increment per example (proxy.judging).
+        updated = await credit(s, [str(e) for e in record.example_ids], reward)
     return FeedbackOutcome(entry_id=entry_id, removed=removed, examples_updated=updated)

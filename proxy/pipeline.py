@@ -24,6 +24,7 @@ from cache import CacheError, CacheHit, CacheScope, CategoryPolicy, Neighbour
 from proxy.auth import Principal
 from proxy.errors import InvalidRequest, NotFound
 from proxy.feedback import ResponseRecord
+from proxy.judging import example_utility, judge_small_answer
 from proxy.normalise import fingerprint, has_non_text_parts, question
 from proxy.protocol import ChatCompletionRequest, CompletionRequest, validate
 from proxy.relay import Relay, StoreIntent
@@ -151,6 +152,12 @@ class Pipeline:
             m.backend_requests.labels(primary.name, primary.tier, "error").inc()
             m.fallbacks.labels(primary.tier, pr.backend.tier).inc()
         self.s.metrics.stage_duration.labels("backend_ttft").observe(time.perf_counter() - started)
+        if self.s.judge is not None and prepared.pinned is None and not pr.fell_back:
+            judge_small_answer(  # a coin flip; judged in the background, never waited on
+                self.s, tenant=principal.tenant, body=prepared.body, path=path, text=u.text,
+                category=u.category, examples=examples, reply=pr,
+                neighbour_similarities=[n.similarity for n in neighbours],
+            )  # fmt: skip
         intent = self._store_intent(principal, prepared, u, control, examples)
         relay = Relay(self.s, pr, trace, intent)
         if pr.reply.events is not None:
@@ -422,7 +429,7 @@ class Pipeline:
                 request_text=n.request_text,
                 answer_text=n.answer_text,
                 similarity=max(-1.0, min(1.0, n.similarity)),
-                utility=max(0.0, min(1.0, n.utility)),
+                utility=max(0.0, min(1.0, example_utility(self.s, n.entry_id, n.utility))),
                 tier=n.tier,
             )
             for n in neighbours

@@ -40,13 +40,22 @@ from proxy.metrics import BackendCollector, CacheCollector, CacheSnapshot, Metri
 from proxy.privacy import Privacy
 from proxy.request_log import RequestLog
 from proxy.settings import BackendSettings, EmbedderSettings, PrivacySettings, Settings
+from proxy.sqlengine import is_memory
 from proxy.wiring import (
     build_adaptive,
     build_definitions,
     build_policies,
     build_router_config,
 )
-from router import ExampleConfig, Router, RouterConfig, UtilityModel, load_router
+from router import (
+    ExampleConfig,
+    Judge,
+    Router,
+    RouterConfig,
+    SharedUtilities,
+    UtilityModel,
+    load_router,
+)
 
 if TYPE_CHECKING:  # the admin state imports this module; types only here
     from proxy.admin.state import AdminState
@@ -72,6 +81,8 @@ class Services:
     cache: SemanticCache | None = None
     responses: ResponseLog = field(default_factory=ResponseLog)
     utilities: UtilityModel = field(default_factory=UtilityModel)
+    shared_utilities: SharedUtilities | None = None  # SQL, shared by replicas
+    judge: Judge | None = None
     sims: list[SimServer] = field(default_factory=list)
     admin: AdminState | None = None
     router_scores: deque[float] = field(default_factory=lambda: deque(maxlen=ROUTER_SCORES_KEPT))
@@ -117,6 +128,8 @@ class Services:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        if self.judge is not None:
+            await self.judge.close()  # best effort: never holds a shutdown
         if self.admin is not None:
             await self.admin.close()
         if self.cache is not None:
@@ -268,6 +281,12 @@ async def build_services(
             asyncio.create_task(services.adaptive.run(settings.adaptive.interval_s))
         )
     await open_ops(services)
+    if settings.router.enabled:
+        # Imported here: proxy.judging builds on this module (and on proxy.relay).
+        from proxy.judging import build_judge, open_shared_utilities
+
+        await open_shared_utilities(services, create_table=is_memory(settings.storage.url))
+        services.judge = build_judge(services)
     if settings.cache.enabled:
         try:
             services.cache = await open_cache(settings, batching.dim, services.checker)

@@ -217,6 +217,20 @@ class ExamplesSettings(_Strict):
     per_category: dict[str, bool] = Field(default_factory=dict)
 
 
+class JudgeSettings(_Strict):
+    """The sampled judge (off by default; each judged answer costs a large-model call):
+    see ``router.judge``. ``records_path`` is required when enabled."""
+
+    enabled: bool = False
+    sample_rate: float = Field(0.0, ge=0, le=1)
+    method: Literal["exact", "normalised", "numeric", "embedding"] = "normalised"
+    min_similarity: float = Field(0.9, ge=-1, le=1)
+    numeric_tolerance: float = Field(1e-6, ge=0)
+    max_in_flight: int = Field(4, ge=1, le=1024)
+    timeout_s: float = Field(60.0, gt=0)
+    records_path: Path | None = None
+
+
 class RouterSettings(_Strict):
     enabled: bool = True
     kind: str = "blend"
@@ -224,6 +238,9 @@ class RouterSettings(_Strict):
     artifact: Path | None = None
     category_overrides: dict[str, Literal["small", "large"]] = Field(default_factory=dict)
     examples: ExamplesSettings = ExamplesSettings()
+    judge: JudgeSettings = JudgeSettings()
+    # How often a replica re-reads example utilities other replicas updated (SQL).
+    utility_refresh_s: float = Field(5.0, gt=0, le=3600)
 
 
 class AdaptiveSettings(_Strict):

@@ -20,10 +20,11 @@ if TYPE_CHECKING:  # settings imports this module to validate; types only here
         AdaptiveSettings,
         CacheSettings,
         CategorySettings,
+        JudgeSettings,
         RouterSettings,
         Settings,
     )
-from router import ExampleConfig, RouterConfig, RouterError
+from router import ExampleConfig, JudgeConfig, RouterConfig, RouterError
 
 DAY = 86_400.0
 
@@ -115,6 +116,22 @@ def build_router_config(cfg: RouterSettings) -> tuple[RouterConfig, ExampleConfi
     return router, examples
 
 
+def build_judge_config(cfg: JudgeSettings) -> JudgeConfig:
+    try:
+        return JudgeConfig(
+            enabled=cfg.enabled,
+            sample_rate=cfg.sample_rate,
+            method=cfg.method,
+            min_similarity=cfg.min_similarity,
+            numeric_tolerance=cfg.numeric_tolerance,
+            max_in_flight=cfg.max_in_flight,
+            timeout_s=cfg.timeout_s,
+            records_path=cfg.records_path,
+        )
+    except RouterError as exc:
+        raise SettingsError(f"invalid configuration: router.judge: {exc}") from None
+
+
 def build_adaptive(cfg: AdaptiveSettings) -> AdaptiveConfig:
     try:
         return AdaptiveConfig(
@@ -135,3 +152,4 @@ def check_domain(settings: Settings) -> None:
     build_adaptive(settings.adaptive)
     build_definitions(settings.categories)
     build_router_config(settings.router)
+    build_judge_config(settings.router.judge)

@@ -11,9 +11,27 @@ from router.calibrate import (
     share_for_budget,
 )
 from router.config import RouterConfig
-from router.errors import RouterArtifactError, RouterConfigError, RouterDataError, RouterError
+from router.errors import (
+    JudgeUnavailable,
+    RouterArtifactError,
+    RouterConfigError,
+    RouterDataError,
+    RouterError,
+    UtilityStoreUnavailable,
+)
 from router.examples import ExampleCandidate, ExampleConfig, build_messages, select_examples
 from router.fit import FitArrays, FitParams, FitResult, fit_model
+from router.judge import (
+    Judge,
+    JudgeCase,
+    JudgeConfig,
+    JudgeCounts,
+    JudgeOutcome,
+    Verdict,
+    compare,
+    final_answer,
+    final_number,
+)
 from router.metrics import RoutingQuality, routing_quality
 from router.model import LearnedModel
 from router.records import RouteRecord, read_records, record_from_log
@@ -22,6 +40,7 @@ from router.scorers import SCORERS, Scorer
 from router.train import TrainReport, arrays_from_records, estimate_tokens, train_router
 from router.types import RouteDecision, RouteFeatures, Tier, TierLoad
 from router.utility import ExampleOutcome, RefreshResult, Utility, UtilityModel, refresh
+from router.utility_store import SharedUtilities
 
 __all__ = [
     "SCORERS",
@@ -31,6 +50,12 @@ __all__ = [
     "FitArrays",
     "FitParams",
     "FitResult",
+    "Judge",
+    "JudgeCase",
+    "JudgeConfig",
+    "JudgeCounts",
+    "JudgeOutcome",
+    "JudgeUnavailable",
     "LearnedModel",
     "RefreshResult",
     "RouteDecision",
@@ -44,16 +69,22 @@ __all__ = [
     "RouterError",
     "RoutingQuality",
     "Scorer",
+    "SharedUtilities",
     "Tier",
     "TierLoad",
     "TrainReport",
     "Utility",
     "UtilityModel",
+    "UtilityStoreUnavailable",
+    "Verdict",
     "arrays_from_records",
     "build_messages",
     "calibrate_for_budget",
     "calibrate_threshold",
+    "compare",
     "estimate_tokens",
+    "final_answer",
+    "final_number",
     "fit_model",
     "large_share_at",
     "load_router",
