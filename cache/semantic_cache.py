@@ -34,7 +34,7 @@ from cache.migrate import migrate_async
 from cache.normalize import exact_key
 from cache.policy import CategoryPolicy
 from cache.schema import cache_entries
-from cache.snapshot import Loader, save_snapshot
+from cache.snapshot import Loader, LoadReport, SnapshotTiming, save_snapshot
 from cache.store import DocumentStore, answer_text, make_engine
 from cache.sync import Background
 from cache.types import (
@@ -84,6 +84,7 @@ class SemanticCache:
         dim: int,
         clock: Callable[[], float],
         snapshot_dir: Path | None,
+        snapshot_interval_s: float,
         checker: Checker | None,
         write_queue_size: int,
         sync_interval_s: float,
@@ -93,6 +94,14 @@ class SemanticCache:
     ) -> None:
         self.store, self.dim, self.clock, self.checker = store, dim, clock, checker
         self.snapshot_dir = snapshot_dir
+        self.snapshot_interval_s = snapshot_interval_s
+        self.last_snapshot: SnapshotTiming | None = None
+        self.load_report: LoadReport | None = None  # set when started from a snapshot
+        self.snapshot_errors = 0
+        # One save at a time (periodic, explicit, at close): they share ``<dir>.tmp``.
+        self._snapshot_lock = asyncio.Lock()
+        self._stopping = asyncio.Event()
+        self._snapshot_task: asyncio.Task[None] | None = None
         self.candidates = candidates
         self.index = MemIndex(dim)
         self.docs = DocCache(doc_cache_size)
@@ -113,6 +122,7 @@ class SemanticCache:
         dim: int = 384,
         clock: Callable[[], float] = time.time,
         snapshot_dir: Path | None = None,
+        snapshot_interval_s: float = 300.0,
         checker: Checker | None = None,
         write_queue_size: int = 10_000,
         sync_interval_s: float = 0.25,
@@ -126,6 +136,9 @@ class SemanticCache:
         ``url``: ``sqlite+aiosqlite:///path.db`` or ``postgresql+asyncpg://...``;
         ``clock``: epoch seconds, injectable for TTL tests; ``snapshot_dir``: where
         :meth:`close`/:meth:`snapshot` save the index (``None``: rebuild from SQL);
+        ``snapshot_interval_s``: with a ``snapshot_dir``, also save every this many
+        seconds, so a restart after a crash reads only the entries written since the
+        last save (0: only at close);
         ``checker``: equivalence check run on semantic candidates; ``candidates``: top-k
         semantic candidates checked per lookup; ``doc_cache_size``: documents held in
         memory (hot hits skip SQL and survive a store outage).
@@ -144,6 +157,8 @@ class SemanticCache:
         ):
             if not value > 0:
                 raise CacheError(f"{name} must be > 0, got {value!r}")
+        if not 0 <= snapshot_interval_s < float("inf"):
+            raise CacheError(f"snapshot_interval_s must be >= 0, got {snapshot_interval_s!r}")
         engine = make_engine(url)
         try:
             # Probe on this loop first: a connection failing inside the migration's
@@ -161,6 +176,7 @@ class SemanticCache:
             dim=dim,
             clock=clock,
             snapshot_dir=snapshot_dir,
+            snapshot_interval_s=snapshot_interval_s,
             checker=checker,
             write_queue_size=write_queue_size,
             sync_interval_s=sync_interval_s,
@@ -174,6 +190,10 @@ class SemanticCache:
             await self._shutdown_resources()
             raise
         self.bg.start()
+        if snapshot_dir is not None and snapshot_interval_s > 0:
+            self._snapshot_task = asyncio.create_task(
+                self._snapshot_loop(snapshot_interval_s), name="cachegate-snapshot"
+            )
         return self
 
     async def _load(self) -> None:
@@ -183,7 +203,8 @@ class SemanticCache:
         loader = Loader(self.store, self.index, self._executor)
         count = None
         if self.snapshot_dir is not None:
-            count = await loader.from_snapshot(self.snapshot_dir, now)
+            self.load_report = await loader.from_snapshot(self.snapshot_dir, now)
+            count = None if self.load_report is None else len(self.index.meta)
         source = "snapshot"
         if count is None:
             source, count = "rebuild", await loader.rebuild(now)
@@ -197,6 +218,11 @@ class SemanticCache:
 
     async def close(self) -> None:
         """Writes what is queued, stops the background tasks, snapshots, disposes."""
+        self._stopping.set()
+        if self._snapshot_task is not None:
+            # Awaited, not cancelled: a save cut off mid-way would leave its worker thread
+            # writing ``<dir>.tmp`` while the final save below starts over in it.
+            await self._snapshot_task
         await self.bg.stop()
         if self.snapshot_dir is not None:
             await self.snapshot()
@@ -206,12 +232,41 @@ class SemanticCache:
         await self.store.close()
         self._executor.shutdown(wait=True)
 
-    async def snapshot(self) -> None:
-        """Saves the index to ``snapshot_dir`` (no-op without one)."""
-        if self.snapshot_dir is not None:
-            await self.on_index(
-                save_snapshot, self.index, self.snapshot_dir, self.last_seq, self.clock()
+    async def snapshot(self) -> SnapshotTiming | None:
+        """Saves the index to ``snapshot_dir`` atomically (``None`` without one).
+
+        Lookups wait only while the graphs are written and the live vectors copied
+        (``SnapshotTiming.blocked_s``); the rest is written on a worker thread. Raises
+        OSError when the files cannot be written (the previous snapshot stays)."""
+        if self.snapshot_dir is None:
+            return None
+        async with self._snapshot_lock:
+            timing = await save_snapshot(
+                self.index, self.snapshot_dir, self._executor, self.last_seq, self.clock()
             )
+        self.last_snapshot = timing
+        log.info(
+            "cache snapshot: %d entries, index held %.2fs, %.2fs in all",
+            timing.entries,
+            timing.blocked_s,
+            timing.total_s,
+        )
+        return timing
+
+    async def _snapshot_loop(self, interval_s: float) -> None:
+        """Saves every ``interval_s`` until :meth:`close`; a failed save is logged and
+        retried at the next interval (the previous snapshot stays usable)."""
+        while not self._stopping.is_set():
+            try:
+                await asyncio.wait_for(self._stopping.wait(), interval_s)
+                return
+            except TimeoutError:
+                pass
+            try:
+                await self.snapshot()
+            except OSError as exc:
+                self.snapshot_errors += 1
+                log.error("cache snapshot to %s failed: %s", self.snapshot_dir, exc)
 
     async def on_index(self, fn: Callable[..., _T], *args: Any) -> _T:
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)

@@ -1,15 +1,28 @@
 """Index snapshots and start-up loading.
 
-Snapshot format (a directory): ``index.bin`` (hnswlib ``save_index``), ``labels.npy``
-(int64 live labels in the graph), ``vectors.npy`` (their float32 vectors, same order) and ``meta.json`` ``{"format", "dim", "seq", "entries",
-"saved_at"}``, each written to a temporary name and renamed, ``meta.json`` last, so a
-crash mid-save leaves the previous snapshot or none.
+A snapshot is a directory: ``graph-<i>.bin`` per tenant (hnswlib ``save_index``), the live
+labels with their tenant numbers and float32 vectors (``labels.npy``, ``owners.npy``,
+``vectors.npy``), their metadata as columns (``meta-<column>.npy``; strings as codes into
+tables kept in ``meta.json``) and ``meta.json`` ``{"format", "dim", "seq", "entries",
+"saved_at", "tenants", "strings"}``, written last.
 
-Start-up reconciles against SQL, the source of truth: the change sequence is read first,
-then all live (unexpired, undeleted) metadata rows are streamed without vectors; labels
-the snapshot holds are adopted, entries it lacks are fetched with vectors and added, and
-labels no longer live are marked deleted. Without a usable snapshot the graph is rebuilt
-from the stored vectors. Changes after the sequence read first are replayed by the poller.
+Atomicity: a snapshot is written into ``<dir>.tmp`` (files fsynced, ``meta.json`` last),
+then ``<dir>`` is renamed to ``<dir>.old`` and ``<dir>.tmp`` to ``<dir>``. A crash at any
+point leaves a complete snapshot under one of the three names; loading tries ``<dir>``,
+then ``<dir>.tmp``, then ``<dir>.old``, taking the first whose ``meta.json`` is valid.
+
+Saving is split so lookups wait only for what needs the index consistent: on the index
+thread the graphs are written and the labels, vectors and metadata objects are copied;
+the columns, the other files, the fsyncs and the renames run on a worker thread.
+
+Start-up reconciles against SQL, the source of truth, without reading its rows: the ids of
+the live (undeleted, unexpired) entries are read (one column, from the
+``(deleted, expires_at)`` index); snapshot labels still live are restored from the
+snapshot's own metadata, labels no longer live are marked deleted in the graphs, and only
+the live entries the snapshot lacks (written after it, or by other replicas) are read with
+their vectors and added. An entry's metadata never changes after it is written (but for hit
+statistics), so ids alone decide. Without a usable snapshot the graphs are rebuilt from the
+stored vectors. Changes after the change sequence read first are replayed by the poller.
 """
 
 from __future__ import annotations
@@ -17,16 +30,19 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import os
 import shutil
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import Executor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
+import numpy.typing as npt
 import sqlalchemy as sa
 
 from cache.errors import CacheError
@@ -34,10 +50,14 @@ from cache.memindex import EntryMeta, MemIndex
 from cache.store import DocumentStore
 
 log = logging.getLogger(__name__)
-FORMAT = 1
+FORMAT = 2
 LIVE_CHUNK = 8
 Matrix = np.ndarray[Any, np.dtype[np.float32]]
 _T = TypeVar("_T")
+ARRAYS = ("labels", "owners", "vectors")
+STRING_COLUMNS = ("model_alias", "fingerprint", "category", "tier")
+NUMBER_COLUMNS = ("created_at", "expires_at", "nbytes", "hit_count", "last_hit_at")
+META_FILES = tuple(f"meta-{c}.npy" for c in (*STRING_COLUMNS, *NUMBER_COLUMNS, "exact_hash"))
 
 
 def meta_from_row(r: sa.Row[Any]) -> EntryMeta:
@@ -69,6 +89,39 @@ def vectors_from_rows(rows: list[sa.Row[Any]], dim: int) -> Matrix:
             )
         out[i] = v
     return out
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotTiming:
+    """How long :func:`save_snapshot` held the index thread (lookups wait that long at
+    most) and how long the whole save took."""
+
+    entries: int
+    blocked_s: float
+    total_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class LoadReport:
+    """What a start-up from a snapshot did."""
+
+    path: Path
+    restored: int  # snapshot entries still live in SQL
+    fetched: int  # live entries the snapshot lacked, read from SQL
+    stale: int  # snapshot entries no longer live (deleted, expired)
+    seconds: float
+
+
+@dataclass(slots=True)
+class _Captured:
+    """What the index thread hands to the writer thread."""
+
+    tenants: list[str]
+    labels: npt.NDArray[np.int64]
+    owners: npt.NDArray[np.int32]
+    vectors: npt.NDArray[np.float32]
+    metas: list[EntryMeta]
+    seconds: float  # time on the index thread
 
 
 class Loader:
@@ -104,34 +157,70 @@ class Loader:
             log.info("cache rebuild: %d entries indexed (%.1fs)", total, time.monotonic() - started)
         return total
 
-    async def from_snapshot(self, directory: Path, now: float) -> int | None:
-        """Loads and reconciles a snapshot; ``None`` when there is none usable."""
-        info = read_meta(directory, self.index.dim)
-        if info is None:
+    async def from_snapshot(self, directory: Path, now: float) -> LoadReport | None:
+        """Loads the newest complete snapshot and reconciles it with the live ids in SQL;
+        ``None`` when there is none usable (the caller rebuilds)."""
+        started = time.monotonic()
+        found = find_snapshot(directory, self.index.dim)
+        if found is None:
             return None
-        arrays = [np.load(directory / f) for f in ("labels.npy", "owners.npy", "vectors.npy")]
-        await self._on_index(self.index.load_graphs, directory, info["tenants"], *arrays)
-        adopted = 0
-        async for rows in self.store.iter_live(now, vectors=False):
-            metas = [meta_from_row(r) for r in rows]
-            missing = await self._on_index(self.index.adopt, metas)
-            adopted += len(metas) - len(missing)
-            fresh = await self.store.live_rows([m.entry_id for m in missing], now, vectors=True)
-            await self.add_rows(fresh)
+        path, info = found
+        # Reading the files and building 1M metadata objects is CPU work: off the loop.
+        arrays, metas = await asyncio.to_thread(_read_snapshot, path, info)
+        live = await self.store.live_ids(now)
+        await self._on_index(self.index.load_graphs, path, info["tenants"], *arrays)
+        keep = np.isin(arrays[0], live, assume_unique=True)
+        kept = [m for m, k in zip(metas, keep.tolist(), strict=True) if k]
+        missing = await self._on_index(self.index.adopt, kept)
+        if missing:  # a label twice in a snapshot: cannot happen unless files were mixed
+            raise CacheError(f"snapshot {path} holds {len(missing)} labels twice")
         stale = await self._on_index(self.index.drop_unadopted)
-        log.info("cache snapshot seq %s: %d adopted, %d stale", info["seq"], adopted, stale)
-        return len(self.index.meta)
+        new = np.setdiff1d(live, arrays[0], assume_unique=True)
+        fetched = 0
+        for start in range(0, len(new), 5000):
+            ids = [int(i) for i in new[start : start + 5000]]
+            fetched += await self.add_rows(await self.store.live_rows(ids, now, vectors=True))
+        report = LoadReport(path, len(kept), fetched, stale, time.monotonic() - started)
+        log.info(
+            "cache snapshot %s (seq %s): %d restored, %d read from SQL, %d stale, %.1fs",
+            path,
+            info["seq"],
+            report.restored,
+            report.fetched,
+            report.stale,
+            report.seconds,
+        )
+        return report
+
+
+def _candidates(directory: Path) -> list[Path]:
+    return [directory, _sibling(directory, ".tmp"), _sibling(directory, ".old")]
+
+
+def _sibling(directory: Path, suffix: str) -> Path:
+    return directory.with_name(directory.name + suffix)
 
 
 def read_meta(directory: Path, dim: int) -> dict[str, Any] | None:
+    """The snapshot's ``meta.json`` if it is complete and of this format and dimension."""
     try:
         info: dict[str, Any] = json.loads((directory / "meta.json").read_text())
-    except (OSError, ValueError):
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        log.warning("cache snapshot in %s ignored: %s", directory, exc)
         return None
     if info.get("format") != FORMAT or info.get("dim") != dim:
-        log.warning("cache snapshot in %s ignored: format/dim %s", directory, info)
+        log.warning(
+            "cache snapshot in %s ignored: format %s dim %s (want %s, %s)",
+            directory,
+            info.get("format"),
+            info.get("dim"),
+            FORMAT,
+            dim,
+        )
         return None
-    files = ["labels.npy", "owners.npy", "vectors.npy"]
+    files = [f"{a}.npy" for a in ARRAYS] + list(META_FILES)
     files += [f"graph-{i}.bin" for i in range(len(info.get("tenants", [])))]
     if not all((directory / f).exists() for f in files):
         log.warning("cache snapshot in %s ignored: files missing", directory)
@@ -139,27 +228,139 @@ def read_meta(directory: Path, dim: int) -> dict[str, Any] | None:
     return info
 
 
-def save_snapshot(index: MemIndex, directory: Path, seq: int, now: float) -> None:
-    """Writes a snapshot (call on the index thread) into a fresh folder, then swaps it in."""
-    tmp = directory.with_name(directory.name + ".tmp")
-    old = directory.with_name(directory.name + ".old")
+def find_snapshot(directory: Path, dim: int) -> tuple[Path, dict[str, Any]] | None:
+    """The first complete snapshot of ``<dir>``, ``<dir>.tmp`` (a save that crashed between
+    its two renames), ``<dir>.old``."""
+    for path in _candidates(directory):
+        info = read_meta(path, dim)
+        if info is not None:
+            return path, info
+    return None
+
+
+def _read_snapshot(
+    path: Path, info: dict[str, Any]
+) -> tuple[tuple[npt.NDArray[np.int64], npt.NDArray[np.int32], Matrix], list[EntryMeta]]:
+    labels, owners, vectors = (np.load(path / f"{a}.npy") for a in ARRAYS)
+    cols = {c: np.load(path / f"meta-{c}.npy") for c in (*STRING_COLUMNS, *NUMBER_COLUMNS)}
+    exact = np.load(path / "meta-exact_hash.npy")
+    n = len(labels)
+    if any(len(a) != n for a in (owners, vectors, exact, *cols.values())):
+        raise CacheError(f"snapshot {path}: arrays of different lengths")
+    intern = sys.intern
+    tenants = [intern(t) for t in info["tenants"]]
+    strings = {c: [intern(s) for s in info["strings"][c]] for c in STRING_COLUMNS}
+    decoded = {c: [strings[c][k] for k in cols[c].tolist()] for c in STRING_COLUMNS}
+    last_hit = [None if math.isnan(x) else x for x in cols["last_hit_at"].tolist()]
+    metas = [
+        EntryMeta(eid, tenants[o], al, fp, cat, tier, h.decode(), ca, ea, nb, hc, lh)
+        for eid, o, al, fp, cat, tier, h, ca, ea, nb, hc, lh in zip(
+            labels.tolist(),
+            owners.tolist(),
+            decoded["model_alias"],
+            decoded["fingerprint"],
+            decoded["category"],
+            decoded["tier"],
+            exact.tolist(),
+            cols["created_at"].tolist(),
+            cols["expires_at"].tolist(),
+            cols["nbytes"].tolist(),
+            cols["hit_count"].tolist(),
+            last_hit,
+            strict=True,
+        )
+    ]
+    return (labels, owners, vectors), metas
+
+
+def capture(index: MemIndex, directory: Path) -> _Captured:
+    """On the index thread: writes the graphs into a fresh ``<dir>.tmp`` and copies what
+    the rest of the snapshot needs, so the index can change again as soon as it returns."""
+    started = time.monotonic()
+    tmp = _sibling(directory, ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     tenants, labels, owners, vectors = index.save_graphs(tmp)
-    np.save(tmp / "labels.npy", labels)
-    np.save(tmp / "owners.npy", owners)
-    np.save(tmp / "vectors.npy", vectors)
+    # The objects, not copies: their fields never change but for hit statistics.
+    metas = list(index.meta.values())
+    return _Captured(tenants, labels, owners, vectors, metas, time.monotonic() - started)
+
+
+def write(captured: _Captured, directory: Path, dim: int, seq: int, now: float) -> None:
+    """Off the index thread: the other files, fsynced, then the swap."""
+    tmp, old = _sibling(directory, ".tmp"), _sibling(directory, ".old")
+    ms = captured.metas
+    for name, arr in (
+        ("labels", captured.labels),
+        ("owners", captured.owners),
+        ("vectors", captured.vectors),
+    ):
+        _save(tmp / f"{name}.npy", arr)
+    strings: dict[str, list[str]] = {}
+    for col in STRING_COLUMNS:
+        table: dict[str, int] = {}
+        codes = np.fromiter(
+            (table.setdefault(getattr(m, col), len(table)) for m in ms), np.int32, len(ms)
+        )
+        strings[col] = list(table)
+        _save(tmp / f"meta-{col}.npy", codes)
+    numbers: tuple[tuple[str, type[Any], Iterable[Any]], ...] = (
+        ("created_at", np.float64, (m.created_at for m in ms)),
+        ("expires_at", np.float64, (m.expires_at for m in ms)),
+        ("nbytes", np.int64, (m.nbytes for m in ms)),
+        ("hit_count", np.int64, (m.hit_count for m in ms)),
+        ("last_hit_at", np.float64, (math.nan if m.last_hit_at is None else m.last_hit_at
+                                     for m in ms)),
+    )  # fmt: skip
+    for col, dtype, values in numbers:
+        _save(tmp / f"meta-{col}.npy", np.fromiter(values, dtype, len(ms)))
+    exact = np.array([m.exact_hash.encode() for m in ms], dtype="S64").reshape(len(ms))
+    _save(tmp / "meta-exact_hash.npy", exact)
+    for i in range(len(captured.tenants)):
+        _fsync(tmp / f"graph-{i}.bin")
     meta = {
         "format": FORMAT,
-        "dim": index.dim,
+        "dim": dim,
         "seq": seq,
-        "entries": len(labels),
+        "entries": len(ms),
         "saved_at": now,
-        "tenants": tenants,
+        "tenants": captured.tenants,
+        "strings": strings,
     }
-    (tmp / "meta.json").write_text(json.dumps(meta))
+    with open(tmp / "meta.json", "w") as fh:
+        json.dump(meta, fh)
+        fh.flush()
+        os.fsync(fh.fileno())
     shutil.rmtree(old, ignore_errors=True)
     if directory.exists():
         os.replace(directory, old)
     os.replace(tmp, directory)
     shutil.rmtree(old, ignore_errors=True)
+
+
+def _save(path: Path, arr: npt.NDArray[Any]) -> None:
+    with open(path, "wb") as fh:
+        np.save(fh, arr)
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+async def save_snapshot(
+    index: MemIndex, directory: Path, executor: Executor, seq: int, now: float
+) -> SnapshotTiming:
+    """Writes a snapshot of ``index`` (whose only thread is ``executor``) to ``directory``
+    atomically. Raises OSError when the files cannot be written (the previous snapshot is
+    kept)."""
+    started = time.monotonic()
+    loop = asyncio.get_running_loop()
+    captured = await loop.run_in_executor(executor, capture, index, directory)
+    await asyncio.to_thread(write, captured, directory, index.dim, seq, now)
+    return SnapshotTiming(len(captured.metas), captured.seconds, time.monotonic() - started)

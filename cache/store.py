@@ -15,6 +15,8 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
 import sqlalchemy as sa
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
@@ -126,6 +128,25 @@ class DocumentStore:
                 sa.insert(cache_entries).returning(E.id, sort_by_parameter_order=True), rows
             )
             ids = [int(r[0]) for r in result]
+            await self._log(conn, ids, OP_PUT, now)
+            return ids
+
+    async def bulk_insert(self, rows: list[dict[str, Any]], now: float) -> list[int]:
+        """:meth:`insert` for loading many rows at once (benchmarks, imports): one
+        transaction, one ``executemany`` per table. On SQLite ``INSERT .. RETURNING`` in
+        parameter order runs one statement per row (~2k rows/s); here the ids are assigned
+        as SQLite would (``max(id) + 1`` on), inside the write transaction, and the rows
+        sent without RETURNING (~10x faster). PostgreSQL takes :meth:`insert` (its
+        ids come from a sequence, which explicit ids would not advance)."""
+        if self.is_postgres or not rows:
+            return await self.insert(rows, now)
+        async with self._write() as conn:
+            top = (await conn.execute(sa.select(sa.func.max(E.id)))).scalar()
+            first = int(top or 0) + 1
+            ids = list(range(first, first + len(rows)))
+            await conn.execute(
+                sa.insert(cache_entries), [{**r, "id": i} for r, i in zip(rows, ids, strict=True)]
+            )
             await self._log(conn, ids, OP_PUT, now)
             return ids
 
@@ -260,6 +281,20 @@ class DocumentStore:
                 return
             yield rows
             last = int(rows[-1].id)
+
+    async def live_ids(self, now: float, *, part: int = 50_000) -> npt.NDArray[np.int64]:
+        """Sorted ids of all live entries. Reads one column, which the ``(deleted,
+        expires_at)`` index covers, streamed: at 1M entries this is what a start-up from a
+        snapshot reads instead of every row's metadata."""
+        stmt = sa.select(E.id).where(E.deleted.is_(False), E.expires_at > now)
+        parts: list[npt.NDArray[np.int64]] = []
+        async with self._read() as conn:
+            result = await conn.stream(stmt)
+            async for chunk in result.scalars().partitions(part):
+                parts.append(np.fromiter(chunk, np.int64, len(chunk)))
+        ids = np.concatenate(parts) if parts else np.zeros(0, np.int64)
+        ids.sort()
+        return ids
 
     async def documents(self, ids: Sequence[int]) -> dict[int, Any]:
         """Live documents by id (deleted ones are left out)."""

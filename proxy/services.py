@@ -190,6 +190,7 @@ async def open_cache(
         settings.storage.url,
         dim=dim,
         snapshot_dir=settings.storage.snapshot_dir,
+        snapshot_interval_s=cfg.snapshot_interval_s,
         checker=checker,
         write_queue_size=cfg.write_queue_size,
         sync_interval_s=cfg.sync_interval_s,

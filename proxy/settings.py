@@ -188,6 +188,9 @@ class CacheSettings(_Strict):
     write_queue_size: int = Field(10_000, ge=1)
     sync_interval_s: float = Field(0.25, gt=0)
     sweep_interval_s: float = Field(5.0, gt=0)
+    # With storage.snapshot_dir: save the index this often, so a restart after a crash
+    # reads only the entries written since (0: only at shutdown).
+    snapshot_interval_s: float = Field(300.0, ge=0, allow_inf_nan=False)
     default_policy: PolicySettings = PolicySettings()
     policies: dict[str, PolicySettings] = Field(default_factory=dict)
 
