@@ -41,7 +41,8 @@ def embed_texts(texts: Sequence[str], embedder: Embedder | None = None, batch: i
         digest.update(b"\0")
     path = CACHE_DIR / f"{embedder.name}-{digest.hexdigest()[:24]}.npy"
     if path.exists():
-        return np.load(path)
+        cached: Matrix = np.load(path)
+        return cached
     out = np.zeros((len(texts), embedder.dim), dtype=np.float32)
     # Sort by length so each batch pads little.
     order = sorted(range(len(texts)), key=lambda i: len(texts[i]))

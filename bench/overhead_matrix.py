@@ -168,20 +168,18 @@ async def measure(args: argparse.Namespace) -> None:
             "| hits (semantic) | errors |"
         )
         print("|---|---|---|---|---|---|---|---|---|---|---|---|")
-        paths: list[tuple[str, Callable[[int], dict[str, Any]]]] = [
-            ("miss", miss_body),
-            ("exact hit", lambda i: body(pairs[i % n_hit][0], "large")),
-            ("semantic hit", lambda i: body(pairs[i % n_hit][1], "large")),
-        ]
         for c in args.concurrency:
             n = args.requests if c > 1 else max(200, args.requests // 4)
             direct = await closed_loop(direct_url, partial(direct_body, c), n, c)
+            paths: list[tuple[str, Callable[[int], dict[str, Any]]]] = [
+                ("miss", partial(miss_body, f"{c}")),
+                ("exact hit", lambda i: body(pairs[i % n_hit][0], "large")),
+                ("semantic hit", lambda i: body(pairs[i % n_hit][1], "large")),
+            ]
             for label, bodies in paths:
-                if label == "miss":
-                    bodies = partial(miss_body, f"{c}")
-                cpu = cpu_seconds(proxy_url[: -len("/chat/completions")])
+                cpu = cpu_seconds(proxy)
                 r = await closed_loop(proxy_url, bodies, n, c)
-                cpu_ms = (cpu_seconds(proxy_url[: -len("/chat/completions")]) - cpu) * 1000 / n
+                cpu_ms = (cpu_seconds(proxy) - cpu) * 1000 / n
                 hits = sum(s == "hit" for s in r.statuses)
                 print(f"| {label} | {c} | {direct.pct(50):.1f} | {direct.pct(99):.1f} "
                       f"| {r.pct(50):.1f} | {r.pct(99):.1f} | {r.pct(50) - direct.pct(50):+.1f} "
