@@ -295,12 +295,19 @@ class SemanticCache:
         return self._hit(doc, similarity, exact, now, stat_key)
 
     async def exact_lookup(
-        self, scope: CacheScope, text: str, policy_for: Callable[[str], CategoryPolicy | None]
+        self,
+        scope: CacheScope,
+        text: str,
+        policy_for: Callable[[str], CategoryPolicy | None],
+        *,
+        stored_after: float = 0.0,
     ) -> CacheHit | None:
         """The exact tier alone, before anything is embedded or classified: the entry
         stored under ``scope`` for this normalised text, served under the (effective)
         policy of the category it was stored in, which ``policy_for`` gives (``None``:
-        that category may not serve this request).
+        that category may not serve this request). Entries stored before
+        ``stored_after`` (when the categories last changed) are left to the full path,
+        which classifies the request anew.
 
         ``None`` when there is none or its policy would not serve it now; the caller then
         goes the whole way (embed, classify, :meth:`lookup`), which counts the miss. An
@@ -310,7 +317,7 @@ class SemanticCache:
         # hnswlib calls must stay on it).
         eid = self.index.exact.get(exact_key(scope, text))
         m = self.index.meta.get(eid) if eid is not None else None
-        if m is None:
+        if m is None or m.created_at < stored_after:
             return None
         policy = policy_for(m.category)
         if (

@@ -52,6 +52,7 @@ class Classifier:
         self._config = config or HeadConfig()
         self._evaluation = evaluation
         self._lock = threading.Lock()
+        self._changed_at = 0.0
 
     # -- construction ----------------------------------------------------------------
 
@@ -171,9 +172,16 @@ class Classifier:
     def last_evaluation(self) -> Evaluation | None:
         return self._evaluation
 
+    @property
+    def changed_at(self) -> float:
+        """Epoch seconds of the last change at run time (0.0: as loaded). Answers cached
+        before it were filed under categories this classifier may no longer give."""
+        return self._changed_at
+
     def set_min_confidence(self, value: float) -> None:
         m = self._model
         self._model = Model(m.definitions, m.head, m.fallback, _check_confidence(value))
+        self._changed_at = time.time()
 
     def add_examples(self, name: str, examples: Sequence[str]) -> Evaluation:
         d = self._get(name)
@@ -236,6 +244,7 @@ class Classifier:
                     fit_seconds=seconds,
                 )
             self._model = Model(defs, head, self._model.fallback, self._model.min_confidence)
+            self._changed_at = time.time()
             # A removed category's corpus rows are forgotten: re-adding the name later
             # starts from its new examples only.
             self._corpus = self._corpus.only(set(labels))

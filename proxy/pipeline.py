@@ -209,8 +209,9 @@ class Pipeline:
         not known before classifying; so the exact key is tried once per distinct set of
         them among the enabled policies (usually one). A stored entry names its category,
         whose policy must still use that set and allow this request (streams), as the
-        full path would. Anything else (no entry, expired, disabled) goes the full way,
-        which counts the lookup; this path only counts its hits."""
+        full path would, and must have been stored since the categories last changed.
+        Anything else (no entry, expired, disabled) goes the full way, which counts the
+        lookup; this path only counts its hits."""
         cache = self.s.cache
         if cache is None or not p.text_only or not p.single_choice:
             return None
@@ -221,6 +222,7 @@ class Pipeline:
         policies = self.s.policies
         param_sets = {tuple(sorted(pol.sampling_params)) for pol in policies.values()}
         param_sets.add(tuple(sorted(policies.for_category("general").sampling_params)))
+        changed = self.s.classifier.changed_at if self.s.classifier is not None else 0.0
         for params in sorted(param_sets):
 
             def policy_for(
@@ -233,7 +235,7 @@ class Pipeline:
 
             scope = CacheScope(principal.tenant, p.alias, fingerprint(p.body, params))
             try:
-                hit = await cache.exact_lookup(scope, text, policy_for)
+                hit = await cache.exact_lookup(scope, text, policy_for, stored_after=changed)
             except CacheError as exc:
                 log.warning("exact lookup failed, going the full way: %s", exc)
                 return None

@@ -106,3 +106,18 @@ def test_other_tenant_context_or_alias_never_takes_the_exact_path(stack: Stack) 
             model="small", messages=[{"role": "user", "content": CHAT_Q}]
         )
         assert small.headers["x-cachegate-cache"] == "miss"
+
+
+def test_entries_from_before_a_category_change_take_the_full_path(stack: Stack) -> None:
+    async def touch_classifier(s: Services) -> None:
+        assert s.classifier is not None
+        s.classifier.set_min_confidence(s.classifier.min_confidence)
+
+    with openai.OpenAI(base_url=stack.url + "/v1", api_key="k", max_retries=0) as c:
+        ask(c, CHAT_Q)
+        stack.flush_writes()
+        stack.call(touch_classifier)
+        before = embedded(stack)
+        again = ask(c, CHAT_Q)
+        assert embedded(stack) == before + 1  # classified anew, not served blind
+        assert again.headers["x-cachegate-cache"] == "hit"  # by the full path's exact tier
