@@ -97,8 +97,9 @@ async def test_decay_is_applied_in_sql_as_in_memory(sqlite_url: str) -> None:
         await engine.dispose()
 
 
-async def test_unreachable_store_raises_the_router_error(tmp_path: Path) -> None:
-    engine = create_async_engine(f"sqlite+aiosqlite:///{tmp_path / 'missing' / 'x.db'}")
+async def test_store_errors_raise_the_router_error(tmp_path: Path) -> None:
+    # A database without the table (never migrated): the driver's error, wrapped.
+    engine = create_async_engine(f"sqlite+aiosqlite:///{tmp_path / 'bare.db'}")
     try:
         with pytest.raises(UtilityStoreUnavailable):
             await SharedUtilities(engine).update("1", 1.0)
