@@ -4,12 +4,17 @@
 entry; a miss is stored write-behind, so its entry is found later by scope and
 text. Examples the small model was shown are remembered so a rating can teach
 the router which examples help. Bounded in memory: feedback is for recent answers.
+
+The log keeps no vectors: a miss's entry is found by its exact key (scope and
+text), and a vector held here was a row view that kept the embedder's whole batch
+matrix alive. A record is about 0.7 kB instead of 2.3 kB (384-dimensional
+vectors), so the default 20,000 records hold about 14 MB, not 45 MB.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import numpy.typing as npt
@@ -22,7 +27,7 @@ class ResponseRecord:
     tenant: str
     scope: CacheScope | None
     text: str
-    vector: npt.NDArray[np.float32] | None
+    vector: npt.NDArray[np.float32] | None  # dropped by ResponseLog.add
     category: str
     entry_id: int | None  # set when the response was a cache hit
     example_ids: tuple[int, ...] = ()
@@ -35,6 +40,8 @@ class ResponseLog:
         self._capacity = capacity
 
     def add(self, response_id: str, record: ResponseRecord) -> None:
+        if record.vector is not None:
+            record = replace(record, vector=None)
         self._records[response_id] = record
         self._records.move_to_end(response_id)
         while len(self._records) > self._capacity:

@@ -29,13 +29,11 @@ async def apply_feedback(s: Services, principal: Principal, fb: FeedbackRequest)
         raise NotFound(f"no recent response with id '{fb.response_id}'", param="response_id")
     cache = s.cache
     entry_id = record.entry_id
-    if cache is not None and entry_id is None and record.scope and record.vector is not None:
+    if cache is not None and entry_id is None and record.scope:
         await cache.flush()  # the answer may still sit in the write-behind queue
-        hit = await cache.lookup(
-            record.scope, record.text, record.vector, record.category,
-            s.effective_policy(record.category),
-        )  # fmt: skip
-        if hit is not None and hit.exact:
+        # A miss's answer is stored under its exact key: no vector is needed to find it.
+        hit = await cache.exact_lookup(record.scope, record.text, s.effective_policy)
+        if hit is not None:
             entry_id = hit.entry_id
     removed = False
     if cache is not None and entry_id is not None:
