@@ -225,7 +225,11 @@ class SemanticCache:
             await self._snapshot_task
         await self.bg.stop()
         if self.snapshot_dir is not None:
-            await self.snapshot()
+            try:
+                await self.snapshot()
+            except OSError as exc:  # the older snapshot (or SQL) serves the next start
+                self.snapshot_errors += 1
+                log.error("cache snapshot at close to %s failed: %s", self.snapshot_dir, exc)
         await self._shutdown_resources()
 
     async def _shutdown_resources(self) -> None:
@@ -235,9 +239,9 @@ class SemanticCache:
     async def snapshot(self) -> SnapshotTiming | None:
         """Saves the index to ``snapshot_dir`` atomically (``None`` without one).
 
-        Lookups wait only while the graphs are written and the live vectors copied
-        (``SnapshotTiming.blocked_s``); the rest is written on a worker thread. Raises
-        OSError when the files cannot be written (the previous snapshot stays)."""
+        Lookups wait only while the index thread forks the process that writes it
+        (``SnapshotTiming.blocked_s``; see ``cache.snapshot``). Raises OSError when it
+        could not be written (the previous snapshot stays)."""
         if self.snapshot_dir is None:
             return None
         async with self._snapshot_lock:

@@ -11,9 +11,14 @@ then ``<dir>`` is renamed to ``<dir>.old`` and ``<dir>.tmp`` to ``<dir>``. A cra
 point leaves a complete snapshot under one of the three names; loading tries ``<dir>``,
 then ``<dir>.tmp``, then ``<dir>.old``, taking the first whose ``meta.json`` is valid.
 
-Saving is split so lookups wait only for what needs the index consistent: on the index
-thread the graphs are written and the labels, vectors and metadata objects are copied;
-the columns, the other files, the fsyncs and the renames run on a worker thread.
+Saving must see the index unchanging, and every index operation (lookups included) runs
+on the cache's one index thread. Where ``os.fork`` exists the index thread forks (the
+Redis BGSAVE way): the child holds a copy-on-write image of the index and writes the
+whole snapshot while the parent serves again at once, held only for the fork itself
+(~0.1 s at 1M entries, against ~19 s to write the graphs and copy the vectors in place on
+a loaded 2-core host). The child touches no lock, thread, connection or event loop of the
+parent: it writes files, then ``os._exit``. Elsewhere the graphs are written and the
+vectors copied on the index thread, and the rest is written on a worker thread.
 
 Start-up reconciles against SQL, the source of truth, without reading its rows: the ids of
 the live (undeleted, unexpired) entries are read (one column, from the
@@ -28,6 +33,8 @@ stored vectors. Changes after the change sequence read first are replayed by the
 from __future__ import annotations
 
 import asyncio
+import gc
+import itertools
 import json
 import logging
 import math
@@ -35,6 +42,7 @@ import os
 import shutil
 import sys
 import time
+import traceback
 from collections.abc import Callable, Iterable
 from concurrent.futures import Executor
 from dataclasses import dataclass
@@ -110,6 +118,13 @@ class LoadReport:
     fetched: int  # live entries the snapshot lacked, read from SQL
     stale: int  # snapshot entries no longer live (deleted, expired)
     seconds: float
+    # Where the time went: snapshot files and metadata objects, live ids from SQL, hnswlib
+    # graph loading, attaching metadata (index structures, vector rows), newer SQL rows.
+    read_s: float = 0.0
+    ids_s: float = 0.0
+    graphs_s: float = 0.0
+    adopt_s: float = 0.0
+    fetch_s: float = 0.0
 
 
 @dataclass(slots=True)
@@ -165,30 +180,39 @@ class Loader:
         if found is None:
             return None
         path, info = found
+        marks = [time.monotonic()]
         # Reading the files and building 1M metadata objects is CPU work: off the loop.
         arrays, metas = await asyncio.to_thread(_read_snapshot, path, info)
+        marks.append(time.monotonic())
         live = await self.store.live_ids(now)
+        marks.append(time.monotonic())
         await self._on_index(self.index.load_graphs, path, info["tenants"], *arrays)
+        marks.append(time.monotonic())
         keep = np.isin(arrays[0], live, assume_unique=True)
         kept = [m for m, k in zip(metas, keep.tolist(), strict=True) if k]
         missing = await self._on_index(self.index.adopt, kept)
         if missing:  # a label twice in a snapshot: cannot happen unless files were mixed
             raise CacheError(f"snapshot {path} holds {len(missing)} labels twice")
         stale = await self._on_index(self.index.drop_unadopted)
+        marks.append(time.monotonic())
         new = np.setdiff1d(live, arrays[0], assume_unique=True)
         fetched = 0
         for start in range(0, len(new), 5000):
             ids = [int(i) for i in new[start : start + 5000]]
             fetched += await self.add_rows(await self.store.live_rows(ids, now, vectors=True))
-        report = LoadReport(path, len(kept), fetched, stale, time.monotonic() - started)
+        marks.append(time.monotonic())
+        steps = [round(b - a, 2) for a, b in itertools.pairwise(marks)]
+        report = LoadReport(path, len(kept), fetched, stale, marks[-1] - started, *steps)
         log.info(
-            "cache snapshot %s (seq %s): %d restored, %d read from SQL, %d stale, %.1fs",
+            "cache snapshot %s (seq %s): %d restored, %d read from SQL, %d stale, %.1fs "
+            "(files %.1fs, live ids %.1fs, graphs %.1fs, metadata %.1fs, newer rows %.1fs)",
             path,
             info["seq"],
             report.restored,
             report.fetched,
             report.stale,
             report.seconds,
+            *steps,
         )
         return report
 
@@ -353,14 +377,48 @@ def _fsync(path: Path) -> None:
         os.close(fd)
 
 
+def _fork_writer(index: MemIndex, directory: Path, seq: int, now: float) -> tuple[int, int, float]:
+    """On the index thread: forks a child that writes the snapshot of the index as it is
+    now; returns (child pid, entries, seconds the index thread was held)."""
+    started = time.monotonic()
+    entries = len(index.meta)
+    pid = os.fork()
+    if pid == 0:  # the child: never returns into the parent's code
+        code = 1
+        try:
+            gc.disable()  # a collection would touch every object: copy-on-write for nothing
+            write(capture(index, directory), directory, index.dim, seq, now)
+            code = 0
+        except BaseException:  # noqa: BLE001  the child must reach os._exit; the parent raises
+            traceback.print_exc()
+        finally:
+            os._exit(code)
+    return pid, entries, time.monotonic() - started
+
+
 async def save_snapshot(
-    index: MemIndex, directory: Path, executor: Executor, seq: int, now: float
+    index: MemIndex,
+    directory: Path,
+    executor: Executor,
+    seq: int,
+    now: float,
+    *,
+    fork: bool = hasattr(os, "fork"),
 ) -> SnapshotTiming:
     """Writes a snapshot of ``index`` (whose only thread is ``executor``) to ``directory``
-    atomically. Raises OSError when the files cannot be written (the previous snapshot is
-    kept)."""
+    atomically, from a forked child when ``fork``. Raises OSError when it could not be
+    written (the previous snapshot is kept)."""
     started = time.monotonic()
     loop = asyncio.get_running_loop()
+    if fork:
+        pid, entries, held = await loop.run_in_executor(
+            executor, _fork_writer, index, directory, seq, now
+        )
+        _, status = await asyncio.to_thread(os.waitpid, pid, 0)
+        code = os.waitstatus_to_exitcode(status)
+        if code != 0:
+            raise OSError(f"snapshot writer process {pid} exited with {code} (see its stderr)")
+        return SnapshotTiming(entries, held, time.monotonic() - started)
     captured = await loop.run_in_executor(executor, capture, index, directory)
     await asyncio.to_thread(write, captured, directory, index.dim, seq, now)
     return SnapshotTiming(len(captured.metas), captured.seconds, time.monotonic() - started)

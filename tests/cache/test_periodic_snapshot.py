@@ -13,6 +13,7 @@ import pytest
 from pydantic import ValidationError
 
 from cache import CacheError, CacheScope, CategoryPolicy, SemanticCache
+from cache.snapshot import save_snapshot
 from proxy.settings import CacheSettings
 from tests.cache.conftest import POLICY, SCOPE, Clock, entry, unit
 
@@ -167,3 +168,43 @@ async def test_bad_interval_is_refused(sqlite_url: str, bad: float) -> None:
         await SemanticCache.open(sqlite_url, snapshot_interval_s=bad)
     with pytest.raises(ValidationError):
         CacheSettings(snapshot_interval_s=bad)
+
+
+@pytest.mark.parametrize("fork", [True, False], ids=["forked-writer", "in-process"])
+async def test_both_writers_make_the_same_loadable_snapshot(
+    sqlite_url: str, clock: Clock, tmp_path: Path, fork: bool
+) -> None:
+    snap = tmp_path / "snap"
+    c = await SemanticCache.open(sqlite_url, clock=clock, snapshot_interval_s=0)
+    await _fill(c)
+    timing = await save_snapshot(c.index, snap, c._executor, c.last_seq, clock(), fork=fork)
+    assert timing.entries == 32
+    await crash(c)
+    c = await SemanticCache.open(sqlite_url, clock=clock, snapshot_dir=snap)
+    try:
+        report = c.load_report
+        assert report is not None and (report.restored, report.fetched) == (32, 0)
+        await _assert_serves(c, range(30), gone=[101])
+    finally:
+        await c.close()
+
+
+async def test_a_failing_save_keeps_serving_and_is_counted(
+    sqlite_url: str, clock: Clock, tmp_path: Path
+) -> None:
+    (tmp_path / "file").write_text("not a directory")
+    c = await SemanticCache.open(
+        sqlite_url, clock=clock, snapshot_dir=tmp_path / "file" / "snap", snapshot_interval_s=0.01
+    )
+    try:
+        await _fill(c)
+        for _ in range(300):
+            if c.snapshot_errors:
+                break
+            await asyncio.sleep(0.01)
+        assert c.snapshot_errors >= 1 and c.last_snapshot is None
+        await _assert_serves(c, range(30), gone=[101])
+        with pytest.raises(OSError):
+            await c.snapshot()
+    finally:
+        await c.close()  # logs the failed final save, still releases the store
