@@ -118,12 +118,11 @@ class LoadReport:
     fetched: int  # live entries the snapshot lacked, read from SQL
     stale: int  # snapshot entries no longer live (deleted, expired)
     seconds: float
-    # Where the time went: snapshot files and metadata objects, live ids from SQL, hnswlib
-    # graph loading, attaching metadata (index structures, vector rows), newer SQL rows.
-    read_s: float = 0.0
-    ids_s: float = 0.0
-    graphs_s: float = 0.0
-    adopt_s: float = 0.0
+    # Where the time went: the label and vector arrays; then, at once, the metadata objects,
+    # the live ids from SQL and the hnswlib graphs; the index structures; newer SQL rows.
+    arrays_s: float = 0.0
+    parallel_s: float = 0.0
+    index_s: float = 0.0
     fetch_s: float = 0.0
 
 
@@ -181,31 +180,33 @@ class Loader:
             return None
         path, info = found
         marks = [time.monotonic()]
-        # Reading the files and building 1M metadata objects is CPU work: off the loop.
-        arrays, metas = await asyncio.to_thread(_read_snapshot, path, info)
+        labels, owners, vectors = await asyncio.to_thread(_read_arrays, path)
+        # Three independent reads at once, each off the loop: the metadata objects (a
+        # worker thread), the live ids (the SQL driver) and the graphs (the index thread).
+        metas, live, _ = await asyncio.gather(
+            asyncio.to_thread(_read_metas, path, info, labels, owners),
+            self.store.live_ids(now),
+            self._on_index(self.index.load_graphs, path, info["tenants"], owners),
+        )
         marks.append(time.monotonic())
-        live = await self.store.live_ids(now)
+        keep = np.isin(labels, live, assume_unique=True)
+        kept_rows = np.flatnonzero(keep)
+        kept = [metas[i] for i in kept_rows.tolist()]
+        tenants = info["tenants"]
+        stale = [(int(labels[i]), tenants[owners[i]]) for i in np.flatnonzero(~keep).tolist()]
+        await self._on_index(self.index.restore, kept, kept_rows, stale, vectors)
         marks.append(time.monotonic())
-        await self._on_index(self.index.load_graphs, path, info["tenants"], *arrays)
-        marks.append(time.monotonic())
-        keep = np.isin(arrays[0], live, assume_unique=True)
-        kept = [m for m, k in zip(metas, keep.tolist(), strict=True) if k]
-        missing = await self._on_index(self.index.adopt, kept)
-        if missing:  # a label twice in a snapshot: cannot happen unless files were mixed
-            raise CacheError(f"snapshot {path} holds {len(missing)} labels twice")
-        stale = await self._on_index(self.index.drop_unadopted)
-        marks.append(time.monotonic())
-        new = np.setdiff1d(live, arrays[0], assume_unique=True)
+        new = np.setdiff1d(live, labels, assume_unique=True)
         fetched = 0
         for start in range(0, len(new), 5000):
             ids = [int(i) for i in new[start : start + 5000]]
             fetched += await self.add_rows(await self.store.live_rows(ids, now, vectors=True))
         marks.append(time.monotonic())
         steps = [round(b - a, 2) for a, b in itertools.pairwise(marks)]
-        report = LoadReport(path, len(kept), fetched, stale, marks[-1] - started, *steps)
+        report = LoadReport(path, len(kept), fetched, len(stale), marks[-1] - started, *steps)
         log.info(
             "cache snapshot %s (seq %s): %d restored, %d read from SQL, %d stale, %.1fs "
-            "(files %.1fs, live ids %.1fs, graphs %.1fs, metadata %.1fs, newer rows %.1fs)",
+            "(arrays %.1fs, metadata + live ids + graphs %.1fs, index %.1fs, newer rows %.1fs)",
             path,
             info["seq"],
             report.restored,
@@ -262,21 +263,28 @@ def find_snapshot(directory: Path, dim: int) -> tuple[Path, dict[str, Any]] | No
     return None
 
 
-def _read_snapshot(
-    path: Path, info: dict[str, Any]
-) -> tuple[tuple[npt.NDArray[np.int64], npt.NDArray[np.int32], Matrix], list[EntryMeta]]:
+def _read_arrays(
+    path: Path,
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int32], Matrix]:
     labels, owners, vectors = (np.load(path / f"{a}.npy") for a in ARRAYS)
+    if not len(labels) == len(owners) == len(vectors):
+        raise CacheError(f"snapshot {path}: arrays of different lengths")
+    return labels, owners, vectors
+
+
+def _read_metas(
+    path: Path, info: dict[str, Any], labels: npt.NDArray[np.int64], owners: npt.NDArray[np.int32]
+) -> list[EntryMeta]:
     cols = {c: np.load(path / f"meta-{c}.npy") for c in (*STRING_COLUMNS, *NUMBER_COLUMNS)}
     exact = np.load(path / "meta-exact_hash.npy")
-    n = len(labels)
-    if any(len(a) != n for a in (owners, vectors, exact, *cols.values())):
-        raise CacheError(f"snapshot {path}: arrays of different lengths")
+    if any(len(a) != len(labels) for a in (exact, *cols.values())):
+        raise CacheError(f"snapshot {path}: metadata of a different length")
     intern = sys.intern
     tenants = [intern(t) for t in info["tenants"]]
     strings = {c: [intern(s) for s in info["strings"][c]] for c in STRING_COLUMNS}
     decoded = {c: [strings[c][k] for k in cols[c].tolist()] for c in STRING_COLUMNS}
     last_hit = [None if math.isnan(x) else x for x in cols["last_hit_at"].tolist()]
-    metas = [
+    return [
         EntryMeta(eid, tenants[o], al, fp, cat, tier, h.decode(), ca, ea, nb, hc, lh)
         for eid, o, al, fp, cat, tier, h, ca, ea, nb, hc, lh in zip(
             labels.tolist(),
@@ -294,7 +302,6 @@ def _read_snapshot(
             strict=True,
         )
     ]
-    return (labels, owners, vectors), metas
 
 
 def capture(index: MemIndex, directory: Path) -> _Captured:
