@@ -298,6 +298,13 @@ class SemanticCache:
         doc, similarity = hit
         return self._hit(doc, similarity, exact, now, stat_key)
 
+    def find_exact(self, scope: CacheScope, text: str) -> int | None:
+        """The id of the live entry stored under ``scope`` for this text, if any, without
+        counting a lookup or a hit (for feedback, which is not traffic)."""
+        eid = self.index.exact.get(exact_key(scope, text))
+        m = self.index.meta.get(eid) if eid is not None else None
+        return m.entry_id if m is not None and m.expires_at > self.clock() else None
+
     async def exact_lookup(
         self,
         scope: CacheScope,

@@ -31,10 +31,9 @@ async def apply_feedback(s: Services, principal: Principal, fb: FeedbackRequest)
     entry_id = record.entry_id
     if cache is not None and entry_id is None and record.scope:
         await cache.flush()  # the answer may still sit in the write-behind queue
-        # A miss's answer is stored under its exact key: no vector is needed to find it.
-        hit = await cache.exact_lookup(record.scope, record.text, s.effective_policy)
-        if hit is not None:
-            entry_id = hit.entry_id
+        # A miss's answer is stored under its exact key: no vector is needed to find it,
+        # and finding it is not a cache hit (stats and LFU counts stay traffic-only).
+        entry_id = cache.find_exact(record.scope, record.text)
     removed = False
     if cache is not None and entry_id is not None:
         try:

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import openai
 import pytest
 
@@ -121,3 +122,22 @@ def test_entries_from_before_a_category_change_take_the_full_path(stack: Stack) 
         again = ask(c, CHAT_Q)
         assert embedded(stack) == before + 1  # classified anew, not served blind
         assert again.headers["x-cachegate-cache"] == "hit"  # by the full path's exact tier
+
+
+def test_feedback_on_a_miss_finds_its_entry_without_counting_a_hit(stack: Stack) -> None:
+    async def hits(s: Services) -> tuple[int, int]:
+        assert s.cache is not None
+        counts = [m.hit_count for m in s.cache.index.meta.values()]
+        return sum(s.cache.hits.values()), sum(counts)
+
+    with openai.OpenAI(base_url=stack.url + "/v1", api_key="k", max_retries=0) as c:
+        miss = ask(c, CHAT_Q)
+        stack.flush_writes()
+        before = stack.call(hits)
+        r = httpx.post(
+            stack.url + "/v1/feedback", json={"response_id": miss.parse().id, "rating": -1}
+        )
+        assert r.status_code == 200, r.text
+        assert r.json()["entry_removed"] is True  # found by its exact key, and removed
+        assert stack.call(hits) == before  # feedback is not traffic
+        assert ask(c, CHAT_Q).headers["x-cachegate-cache"] == "miss"
