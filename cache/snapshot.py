@@ -181,6 +181,7 @@ class Loader:
         path, info = found
         marks = [time.monotonic()]
         labels, owners, vectors = await asyncio.to_thread(_read_arrays, path)
+        marks.append(time.monotonic())
         # Three independent reads at once, each off the loop: the metadata objects (a
         # worker thread), the live ids (the SQL driver) and the graphs (the index thread).
         metas, live, _ = await asyncio.gather(

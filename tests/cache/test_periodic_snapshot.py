@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 from pathlib import Path
 
@@ -64,7 +65,7 @@ async def _assert_serves(c: SemanticCache, live: range, gone: list[int]) -> None
 
 
 async def test_crash_restarts_from_the_periodic_snapshot(
-    sqlite_url: str, clock: Clock, tmp_path: Path
+    sqlite_url: str, clock: Clock, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     snap = tmp_path / "snap"
     c = await SemanticCache.open(
@@ -76,11 +77,13 @@ async def test_crash_restarts_from_the_periodic_snapshot(
     assert json.loads((snap / "meta.json").read_text())["entries"] == 32
 
     clock.advance(11)  # the short-lived entry expires while the cache is down
+    caplog.set_level(logging.INFO, logger="cache.snapshot")
     c = await SemanticCache.open(sqlite_url, clock=clock, snapshot_dir=snap)
     try:
         report = c.load_report
         assert report is not None and report.path == snap
         assert (report.restored, report.fetched, report.stale) == (31, 0, 1)
+        assert any("31 restored, 0 read from SQL" in r.getMessage() for r in caplog.records)
         await _assert_serves(c, range(30), gone=[100, 101])
         assert c.counters().entries == 31
         by_tenant = {s.tenant: s.entries for s in await c.stats()}
