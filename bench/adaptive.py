@@ -255,19 +255,24 @@ def by_category(outcomes: Sequence[Outcome], lo: float, hi: float) -> dict[str, 
     return {c: (v[0], v[1]) for c, v in sorted(out.items())}
 
 
-def in_flight_repeats(outcomes: Sequence[Outcome], lo: float, hi: float) -> int:
+def in_flight_repeats(outcomes: Sequence[Outcome], lo: float, hi: float) -> tuple[int, int]:
     """Backend calls in [lo, hi) made while a call for the same intent was still waiting
-    for its answer: no cache policy can serve them (nothing is stored yet)."""
+    for its answer: no cache policy can serve them (nothing is stored yet). Returns
+    (all such calls, those with the very text of a waiting call)."""
     open_until: dict[str, float] = {}
-    count = 0
+    texts: dict[str, dict[str, float]] = defaultdict(dict)
+    count = same_text = 0
     for o in sorted(outcomes, key=lambda o: o.request.at_s):
         if not o.backend_call:
             continue
-        at = o.request.at_s
-        count += lo <= at < hi and open_until.get(o.request.intent, -1.0) > at
-        end = at + o.latency_s
-        open_until[o.request.intent] = max(end, open_until.get(o.request.intent, -1.0))
-    return count
+        r = o.request
+        if lo <= r.at_s < hi and open_until.get(r.intent, -1.0) > r.at_s:
+            count += 1
+            same_text += texts[r.intent].get(r.text, -1.0) > r.at_s
+        end = r.at_s + o.latency_s
+        open_until[r.intent] = max(end, open_until.get(r.intent, -1.0))
+        texts[r.intent][r.text] = max(end, texts[r.intent].get(r.text, -1.0))
+    return count, same_text
 
 
 def stale_hits(outcomes: Sequence[Outcome], timeline: Timeline, lo: float, hi: float) -> int:
@@ -361,7 +366,8 @@ def report(
     stale = {v: stale_hits(results[v][0], timeline, lo, hi) for v in ("off", "on")}
     print(
         f"overload: backend calls made while the same intent was already waiting for the "
-        f"backend (nothing stored yet) off {repeats['off']}, on {repeats['on']}; right hits "
+        f"backend (nothing stored yet) off {repeats['off'][0]} ({repeats['off'][1]} with the "
+        f"same text), on {repeats['on'][0]} ({repeats['on'][1]}); right hits "
         f"with no answer stored within the TTL before them (served stale) off {stale['off']}, "
         f"on {stale['on']}"
     )
