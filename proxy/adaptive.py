@@ -4,7 +4,11 @@ Every ``interval_s`` the controller reads each tier's load (in-flight against
 ``max_concurrency``, EWMA time to first token against its SLO, 429 rate),
 turns it into a level with hysteresis, and steps each category's relaxation
 toward what the levels of the tiers its misses go to call for. The request
-path asks :meth:`AdaptiveController.effective` for the policy to use.
+path asks :meth:`AdaptiveController.effective` for the policy to use: a
+relaxed one may have a lower cosine floor, a lower equivalence threshold
+(categories with an ``equivalence_floor``) and a ``ttl_stretch`` above 1, under
+which lookups also serve the category's expired entries up to that many TTLs
+after they were stored. New entries are always written with the configured TTL.
 
 Order with load-aware routing (documented in the README): routing acts per
 request and moves a miss away from an overloaded tier when the other tier is
