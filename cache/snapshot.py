@@ -40,6 +40,7 @@ import logging
 import math
 import os
 import shutil
+import signal
 import sys
 import time
 import traceback
@@ -395,6 +396,11 @@ def _fork_writer(index: MemIndex, directory: Path, seq: int, now: float) -> tupl
         code = 1
         try:
             gc.disable()  # a collection would touch every object: copy-on-write for nothing
+            # Signals end the child like any process; none reaches the parent's event loop
+            # through the wakeup pipe the child shares with it.
+            signal.set_wakeup_fd(-1)
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                signal.signal(sig, signal.SIG_DFL)
             write(capture(index, directory), directory, index.dim, seq, now)
             code = 0
         except BaseException:  # noqa: BLE001  the child must reach os._exit; the parent raises
