@@ -1,12 +1,15 @@
 """Evaluate the learned router the way RouteLLM does (APGR, CPT) on public outcome data.
 
-    OPENBLAS_NUM_THREADS=1 .venv/bin/python -m bench.router_eval [--seed 0] [--skip-gsm8k] [--examples]
+    OPENBLAS_NUM_THREADS=1 .venv/bin/python -m bench.router_eval [--seeds 0,1,2,3,4] [--skip-gsm8k] [--examples]
 
 Data: ../shared/data/router (RouteLLM's evaluation outcomes; strong = GPT-4,
 weak = Mixtral-8x7B). Split: MMLU rows are split 50/50 *within each subject*
-with ``numpy.random.default_rng(seed)`` (seed 0): the router is fitted on one
-half (kNN memory from that half only) and scored on the other. Cross-benchmark:
-fitted on all of MMLU, scored on GSM8K. Prints markdown tables.
+with ``numpy.random.default_rng(seed)``: the router is fitted on one half (kNN
+memory, topic priors and the stacker from that half only) and
+scored on the other. Each seed of ``--seeds`` is one such split; the summary
+gives the mean and spread over them (one split's figure moves by about ±0.01
+APGR with the seed alone). Calibration and latency tables use the first seed.
+Cross-benchmark: fitted on all of MMLU, scored on GSM8K. Prints markdown tables.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from router import (
     ExampleCandidate,
     ExampleConfig,
     FitParams,
+    FitResult,
     LearnedModel,
     RouteFeatures,
     RouterConfig,
@@ -166,22 +170,35 @@ def examples_report(gsm: Sequence[RouteRecord], gsm_vectors: np.ndarray) -> None
             print(f"| [{lo}, {min(hi, 1.0)}) | {m.sum()} | {small[m].mean():.1%} |")
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--skip-gsm8k", action="store_true")
-    parser.add_argument("--examples", action="store_true", help="also report IC example selection")
-    args = parser.parse_args()
-    params = FitParams(seed=args.seed)
+def print_summary(per_seed: dict[int, list[tuple[str, RoutingQuality]]]) -> None:
+    seeds = sorted(per_seed)
+    print(f"\n### MMLU held-out over {len(seeds)} splits (seeds {', '.join(map(str, seeds))})\n")
+    print("| router | APGR mean ± sd [min, max] | CPT(50%) mean ± sd | CPT(80%) mean ± sd |")
+    print("| --- | --- | --- | --- |")
+    for i, (name, _) in enumerate(per_seed[seeds[0]]):
+        qs = [per_seed[s][i][1] for s in seeds]
+        apgr = np.array([q.apgr for q in qs])
+        c50 = 100 * np.array([q.cpt50 for q in qs])
+        c80 = 100 * np.array([q.cpt80 for q in qs])
+        print(
+            f"| {name} | {apgr.mean():.3f} ± {apgr.std():.3f} [{apgr.min():.3f}, {apgr.max():.3f}] "
+            f"| {c50.mean():.1f}% ± {c50.std():.1f} | {c80.mean():.1f}% ± {c80.std():.1f} |"
+        )
 
-    rows, records = load("mmlu_dev.jsonl")
-    vectors = embed_texts([r.prompt for r in records])
-    train = split_by_subject(rows, args.seed)
+
+def mmlu_split(
+    rows: Sequence[dict[str, object]],
+    records: Sequence[RouteRecord],
+    vectors: np.ndarray,
+    seed: int,
+) -> tuple[FitResult, list[RouteFeatures], dict[str, np.ndarray], list[tuple[str, RoutingQuality]]]:
+    """Fit on one half of a per-subject split, score the other half; prints its table."""
+    train = split_by_subject(rows, seed)
     tr_idx, te_idx = np.flatnonzero(train), np.flatnonzero(~train)
-    tr_rec = [records[i] for i in tr_idx]
-    te_rec = [records[i] for i in te_idx]
+    tr_rec = [records[int(i)] for i in tr_idx]
+    te_rec = [records[int(i)] for i in te_idx]
     t0 = time.perf_counter()
-    fit = fit_model(arrays_from_records(tr_rec, vectors[tr_idx]), params)
+    fit = fit_model(arrays_from_records(tr_rec, vectors[tr_idx]), FitParams(seed=seed))
     fit_s = time.perf_counter() - t0
     te_feats = features(te_rec, vectors[te_idx])
     small, large = outcomes(te_rec)
@@ -190,18 +207,48 @@ def main() -> None:
         for kind in KINDS
     }
     print(
-        f"MMLU: {len(tr_rec)} train / {len(te_rec)} held-out rows, split 50/50 per subject (seed {args.seed}); fit {fit_s:.1f} s"
+        f"\nMMLU seed {seed}: {len(tr_rec)} train / {len(te_rec)} held-out rows, split 50/50 "
+        f"per subject; fit {fit_s:.1f} s"
     )
     print(f"held-out: small right {small.mean():.3f}, large right {large.mean():.3f}")
-    print_quality("MMLU held-out", quality_rows(scores, small, large, args.seed), len(te_rec))
+    quality = quality_rows(scores, small, large, seed)
+    print_quality(f"MMLU held-out, seed {seed}", quality, len(te_rec))
+    return fit, te_feats, scores, quality
 
-    print("\n### Calibration: target large share vs achieved on held-out\n")
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument(
+        "--seeds", default="0,1,2,3,4", help="comma-separated split seeds (default 0,1,2,3,4)"
+    )
+    parser.add_argument("--skip-gsm8k", action="store_true")
+    parser.add_argument("--examples", action="store_true", help="also report IC example selection")
+    args = parser.parse_args()
+    seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+    if not seeds:
+        parser.error("--seeds needs at least one seed")
+    seed = seeds[0]
+    params = FitParams(seed=seed)
+
+    rows, records = load("mmlu_dev.jsonl")
+    vectors = embed_texts([r.prompt for r in records])
+    per_seed: dict[int, list[tuple[str, RoutingQuality]]] = {}
+    first: tuple[FitResult, list[RouteFeatures], dict[str, np.ndarray]] | None = None
+    for s in seeds:
+        fit_s, feats_s, scores_s, per_seed[s] = mmlu_split(rows, records, vectors, s)
+        if first is None:
+            first = (fit_s, feats_s, scores_s)
+    assert first is not None
+    fit, te_feats, scores = first
+    print_summary(per_seed)
+
+    print(f"\n### Calibration (seed {seed}): target large share vs achieved on held-out\n")
     print(
         "| target | from training OOF scores | from half the held-out traffic, on the other half |"
     )
     print("| --- | --- | --- |")
     blend = scores["blend"]
-    half = np.random.default_rng(args.seed + 1).permutation(blend.size) < blend.size // 2
+    half = np.random.default_rng(seed + 1).permutation(blend.size) < blend.size // 2
     for target in (0.2, 0.3, 0.5):
         t_oof = calibrate_threshold(fit.oof_scores["blend"].tolist(), target)
         t_log = calibrate_threshold(blend[half].tolist(), target)
@@ -231,7 +278,7 @@ def main() -> None:
         examples_report(gsm, gsm_vectors)
     print_quality(
         "Cross-benchmark: fitted on all MMLU, scored on GSM8K",
-        quality_rows(g_scores, g_small, g_large, args.seed),
+        quality_rows(g_scores, g_small, g_large, seed),
         len(gsm),
     )
 

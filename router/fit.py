@@ -25,6 +25,7 @@ from router.model import (
     lr_design,
     round_trip,
     stack_design,
+    stack_width,
 )
 
 F64 = npt.NDArray[np.float64]
@@ -32,7 +33,10 @@ F64 = npt.NDArray[np.float64]
 
 @dataclass(frozen=True)
 class FitParams:
-    stack_l2: float = 100.0
+    #: L2 strengths of the stacker's two heads (P(tiers differ), P(small right | they
+    #: differ)), one pair per ensemble member: the score averages the members, so no
+    #: single strength has to be picked on data this noisy.
+    stack_l2: tuple[tuple[float, float], ...] = ((100.0, 30.0), (300.0, 100.0), (1000.0, 300.0))
     knn_k: int = 100
     knn_tau: float = 0.07
     group_tau: float = 0.03
@@ -68,16 +72,18 @@ class FitResult:
     large_ok: F64
 
 
-def fit_logistic(design: F32, target: F64, l2: float) -> F32:
-    """L2-regularised logistic regression on soft targets by Newton steps (bias unpenalised)."""
+def fit_logistic(design: F32, target: F64, l2: float, weight: F64 | None = None) -> F32:
+    """L2-regularised logistic regression on soft targets by Newton steps (bias
+    unpenalised); ``weight`` scales each row's loss (default 1)."""
     a = design.astype(np.float64)
+    wt = np.ones(a.shape[0]) if weight is None else np.asarray(weight, dtype=np.float64)
     w = np.zeros(a.shape[1])
     penalty = np.full(a.shape[1], l2)
     penalty[-1] = 0.0
     for _ in range(30):
         p = 0.5 * (1.0 + np.tanh(0.5 * (a @ w)))
-        grad = a.T @ (p - target) + penalty * w
-        hess = (a * (p * (1 - p))[:, None]).T @ a + np.diag(penalty + 1e-6)
+        grad = a.T @ (wt * (p - target)) + penalty * w
+        hess = (a * (wt * p * (1 - p))[:, None]).T @ a + np.diag(penalty + 1e-6)
         step = np.linalg.solve(hess, grad)
         w -= step
         if np.abs(step).max() < 1e-6:
@@ -154,8 +160,8 @@ def fit_model(rows: FitArrays, params: FitParams | None = None) -> FitResult:
             categories=categories,
             stack_mean=np.zeros(len(SIGNALS), dtype=np.float32),
             stack_scale=np.ones(len(SIGNALS), dtype=np.float32),
-            stack_small=np.zeros(len(SIGNALS) + len(categories) + 1, dtype=np.float32),
-            stack_large=np.zeros(len(SIGNALS) + len(categories) + 1, dtype=np.float32),
+            stack_differ=np.zeros((1, stack_width(len(categories))), dtype=np.float32),
+            stack_small_if_differ=np.zeros((1, stack_width(len(categories))), dtype=np.float32),
             default_thresholds=(0.5, 0.5, 0.5),
         )
 
@@ -169,13 +175,16 @@ def fit_model(rows: FitArrays, params: FitParams | None = None) -> FitResult:
     scale = oof.std(axis=0)
     scale = np.where(scale < 1e-6, 1.0, scale).astype(np.float32)
     sdesign = stack_design(oof, mean, scale, categories, cats)
+    if not p.stack_l2:
+        raise RouterDataError("stack_l2 needs one (differ, small) pair at least")
+    heads = [_stack_heads(sdesign, small, large, l2) for l2 in p.stack_l2]
     final = partial(np.ones(n, dtype=bool))
     stacked = replace(
         final,
         stack_mean=mean,
         stack_scale=scale,
-        stack_small=_stack_head(sdesign, rows.small_ok, p.stack_l2),
-        stack_large=_stack_head(sdesign, rows.large_ok, p.stack_l2),
+        stack_differ=np.stack([d for d, _ in heads]),
+        stack_small_if_differ=np.stack([q for _, q in heads]),
     )
     oof_scores = {kind: stacked.scores(kind, oof, cats) for kind in KINDS}
     a, b, c = (calibrate_threshold(oof_scores[k].tolist(), p.default_large_share) for k in KINDS)
@@ -183,6 +192,17 @@ def fit_model(rows: FitArrays, params: FitParams | None = None) -> FitResult:
     return FitResult(model=model, oof_scores=oof_scores, small_ok=small, large_ok=large)
 
 
-def _stack_head(design: F32, outcome: F64, l2: float) -> F32:
-    use = ~np.isnan(outcome)
-    return fit_logistic(design[use], outcome[use], l2)
+def _factored_targets(small: F64, large: F64) -> tuple[F64, F64]:
+    """P(the outcomes differ) and P(small is right | they differ), per row, for outcomes
+    in [0, 1] taken as independent probabilities (exact for 0/1 outcomes; an
+    unobserved outcome was filled with its tier's mean)."""
+    only_small = small * (1.0 - large)
+    differ = only_small + large * (1.0 - small)
+    share = np.divide(only_small, differ, out=np.full_like(differ, 0.5), where=differ > 0)
+    return differ, share
+
+
+def _stack_heads(design: F32, small: F64, large: F64, l2: tuple[float, float]) -> tuple[F32, F32]:
+    differ, share = _factored_targets(small, large)
+    # The second head learns only where the tiers differ: rows weighted by P(differ).
+    return fit_logistic(design, differ, l2[0]), fit_logistic(design, share, l2[1], differ)

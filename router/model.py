@@ -12,11 +12,16 @@ a request, how likely the small and the large model are to answer well:
   assigned by similarity to each group's centroid — a smoothed per-topic prior;
 * the best similarity the proxy's cache found among stored large answers.
 
-A stacker (two logistic heads over the standardised signals plus a bias per
-category, fitted on out-of-fold values so no signal grades its own training
-rows) turns them into calibrated P(small ok) and P(large ok). The score is
-``(1 + P(small ok) - P(large ok)) / 2``: ranking by it is ranking by the
-expected quality lost by staying small, which is what the threshold trades.
+A stacker fitted on out-of-fold values (so no signal grades its own training
+rows) reads the standardised signals, their pairwise products (how much a
+topic prior should count depends on how close the neighbours are, etc.) and a
+bias per category. Its two logistic heads factor the question the threshold
+trades on: D = P(the tiers' outcomes differ) and Q = P(small is the right one
+| they differ). The score is ``(1 + D·(2Q − 1)) / 2``, i.e. ``(1 + P(small ok)
+− P(large ok)) / 2``: ranking by it is ranking by the expected quality lost by
+staying small. Factoring it lets one head learn only from the requests where
+the choice matters (a quarter of MMLU), instead of two heads each spending
+their fit on requests both tiers get right or wrong.
 """
 
 from __future__ import annotations
@@ -31,7 +36,7 @@ import numpy.typing as npt
 from router.errors import RouterArtifactError
 
 F32 = npt.NDArray[np.float32]
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 LR_STRENGTHS = (10.0, 30.0)
 SIGNALS = ("lr_small", "lr_small_strong_l2", "lr_large", "lr_large_strong_l2",
            "knn_small", "knn_large", "knn_max_sim", "group_small", "group_large", "cache_max_sim")  # fmt: skip
@@ -45,6 +50,18 @@ def sigmoid(x: npt.NDArray[np.floating]) -> F32:
 
 def gap_score(p_small: npt.NDArray[np.floating], p_large: npt.NDArray[np.floating]) -> F32:
     out: F32 = np.clip(0.5 * (1.0 + p_small - p_large), 0.0, 1.0).astype(np.float32)
+    return out
+
+
+def factored_score(
+    p_differ: npt.NDArray[np.floating], p_small_if_differ: npt.NDArray[np.floating]
+) -> F32:
+    """The gap score from the factored heads, P(small ok) − P(large ok) = D·(2Q − 1),
+    averaged over ensemble members (columns) when given (rows, members)."""
+    gap = p_differ * (2.0 * p_small_if_differ - 1.0)
+    if gap.ndim == 2:
+        gap = gap.mean(axis=1)
+    out: F32 = np.clip(0.5 * (1.0 + gap), 0.0, 1.0).astype(np.float32)
     return out
 
 
@@ -128,8 +145,11 @@ class LearnedModel:
     categories: tuple[str, ...]
     stack_mean: F32  # standardisation of SIGNALS
     stack_scale: F32
-    stack_small: F32  # (len(SIGNALS) + len(categories) + 1,)
-    stack_large: F32
+    #: Stacker heads over :func:`stack_design` rows, one row per ensemble member
+    #: (members differ in L2 strength): P(the tiers' outcomes differ) and
+    #: P(small is right | they differ). Shapes (members, stack_width).
+    stack_differ: F32
+    stack_small_if_differ: F32
     #: Per kind in KINDS: the threshold that sent the trainer's default large
     #: share of out-of-fold training traffic to large.
     default_thresholds: tuple[float, float, float]
@@ -162,7 +182,9 @@ class LearnedModel:
         if kind == "knn":
             return gap_score(signals[:, 4], signals[:, 5])
         design = self.stack_design(signals, categories)
-        return gap_score(sigmoid(design @ self.stack_small), sigmoid(design @ self.stack_large))
+        return factored_score(
+            sigmoid(design @ self.stack_differ.T), sigmoid(design @ self.stack_small_if_differ.T)
+        )
 
     def save(self, path: Path) -> None:
         arrays: dict[str, npt.NDArray[np.generic]] = {
@@ -173,8 +195,8 @@ class LearnedModel:
             "categories": np.array(self.categories, dtype=np.str_),
             "stack_mean": self.stack_mean,
             "stack_scale": self.stack_scale,
-            "stack_small": self.stack_small,
-            "stack_large": self.stack_large,
+            "stack_differ": self.stack_differ,
+            "stack_small_if_differ": self.stack_small_if_differ,
             "default_thresholds": np.array(self.default_thresholds, dtype=np.float64),
         }
         for name, mem in (("memory", self.memory), ("groups", self.groups)):
@@ -187,6 +209,16 @@ class LearnedModel:
             np.savez_compressed(fh, **arrays)  # type: ignore[arg-type]
 
 
+_PAIRS = np.triu_indices(len(SIGNALS))
+#: Products of two standardised signals are scaled down so one L2 penalty suits both.
+PAIR_SCALE = 1.0 / 3.0
+
+
+def stack_width(n_categories: int) -> int:
+    """Columns of a stacker row: signals, their pairwise products, categories, bias."""
+    return len(SIGNALS) + _PAIRS[0].size + n_categories + 1
+
+
 def stack_design(
     signals: F32,
     mean: F32,
@@ -194,12 +226,15 @@ def stack_design(
     known: tuple[str, ...],
     categories: list[str],
 ) -> F32:
+    """Rows of [standardised signals, their pairwise products, category one-hot, 1]."""
+    z = (signals - mean) / scale
+    pairs = (z[:, _PAIRS[0]] * z[:, _PAIRS[1]]) * PAIR_SCALE
     onehot = np.zeros((len(categories), len(known)), dtype=np.float32)
     for row, name in enumerate(categories):
         if name in known:
             onehot[row, known.index(name)] = 1.0
     ones = np.ones((len(categories), 1), dtype=np.float32)
-    return np.hstack([(signals - mean) / scale, onehot, ones]).astype(np.float32)
+    return np.hstack([z, pairs, onehot, ones]).astype(np.float32)
 
 
 def load_model(source: Path | IO[bytes]) -> LearnedModel:
@@ -232,8 +267,8 @@ def load_model(source: Path | IO[bytes]) -> LearnedModel:
                 categories=tuple(str(x) for x in data["categories"]),
                 stack_mean=data["stack_mean"].astype(np.float32),
                 stack_scale=data["stack_scale"].astype(np.float32),
-                stack_small=data["stack_small"].astype(np.float32),
-                stack_large=data["stack_large"].astype(np.float32),
+                stack_differ=data["stack_differ"].astype(np.float32),
+                stack_small_if_differ=data["stack_small_if_differ"].astype(np.float32),
                 default_thresholds=(a, b, c),
             )
     except RouterArtifactError:
@@ -245,11 +280,13 @@ def load_model(source: Path | IO[bytes]) -> LearnedModel:
 
 
 def _check_shapes(model: LearnedModel, source: object) -> None:
-    width = len(SIGNALS) + len(model.categories) + 1
+    width = stack_width(len(model.categories))
     ok = (
         model.lr_small.shape == model.lr_large.shape == (len(LR_STRENGTHS), model.dim + 2)
         and model.groups.vectors.shape[1] == model.dim
-        and model.stack_small.shape == model.stack_large.shape == (width,)
+        and model.stack_differ.ndim == 2
+        and model.stack_differ.shape == model.stack_small_if_differ.shape
+        and model.stack_differ.shape[1] == width
         and model.stack_mean.shape == model.stack_scale.shape == (len(SIGNALS),)
     )
     if not ok:

@@ -22,7 +22,12 @@ from router import (
 
 TINY = Path(__file__).parent / "fixtures" / "tiny_outcomes.jsonl"
 PARAMS = FitParams(
-    knn_k=8, knn_tau=0.1, folds=4, min_category_rows=5, min_group_rows=5, stack_l2=1.0
+    knn_k=8,
+    knn_tau=0.1,
+    folds=4,
+    min_category_rows=5,
+    min_group_rows=5,
+    stack_l2=((1.0, 1.0),),
 )
 
 
