@@ -75,7 +75,7 @@ def scope_of(i: int) -> CacheScope:
 
 
 def report(phase: str, **values: Any) -> None:
-    print(json.dumps({"phase": phase, **values}), flush=True)
+    print(json.dumps({"phase": phase, **values, "gc": GC.take()}), flush=True)
 
 
 def pct(samples: list[float]) -> dict[str, float]:
@@ -90,6 +90,34 @@ def pct(samples: list[float]) -> dict[str, float]:
 
 def load_avg() -> float:
     return round(os.getloadavg()[0], 2)
+
+
+class GcPauses:
+    """Longest full (generation 2) collection since the last report: with 1M metadata
+    objects alive a full collection walks all of them, a pause every lookup waits for."""
+
+    def __init__(self) -> None:
+        self.started = 0.0
+        self.longest = 0.0
+        self.count = 0
+        gc.callbacks.append(self._on_gc)
+
+    def _on_gc(self, phase: str, info: dict[str, int]) -> None:
+        if info["generation"] != 2:
+            return
+        if phase == "start":
+            self.started = time.perf_counter()
+        else:
+            self.count += 1
+            self.longest = max(self.longest, time.perf_counter() - self.started)
+
+    def take(self) -> dict[str, float]:
+        out = {"full_collections": self.count, "longest_ms": round(self.longest * 1000, 1)}
+        self.longest, self.count = 0.0, 0
+        return out
+
+
+GC = GcPauses()
 
 
 class Corpus:
