@@ -10,7 +10,12 @@ the recorded outcome of the tier that answered is correct.
 Note what this cannot measure: the replayed answers are fixed, so the in-context
 examples cachegate prepends for the small model cannot change them.
 
-    .venv/bin/python -m bench.router_e2e [--large-share 0.3] [--n 400]
+With ``--judge-rate p`` the sampled judge is on (numeric final-answer test): a
+share p of the small model's answers is also asked of the large replay backend
+in the background, and its verdicts (written as training records) are compared
+with the graded outcome of the small model's recorded answer.
+
+    .venv/bin/python -m bench.router_e2e [--large-share 0.3] [--n 400] [--judge-rate 0]
 """
 
 from __future__ import annotations
@@ -20,9 +25,11 @@ import asyncio
 import json
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
+import httpx
 import numpy as np
 import openai
 
@@ -126,12 +133,46 @@ async def send(
         await client.close()
 
 
+def judge_settled(base: str, timeout_s: float = 120.0) -> dict[str, float]:
+    """Waits until no judge call runs; returns the judge's metric samples."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        text = httpx.get(base.removesuffix("/v1") + "/metrics", timeout=10).text
+        samples = {
+            line.split(" ")[0]: float(line.split(" ")[1])
+            for line in text.splitlines()
+            if line.startswith("cachegate_judge_")
+        }
+        if samples.get("cachegate_judge_in_flight", 0.0) == 0.0 or time.monotonic() > deadline:
+            return samples
+        time.sleep(0.2)
+
+
+def judge_table(records_path: Path, test: list[dict[str, Any]], samples: dict[str, float]) -> None:
+    graded = {r["prompt"]: bool(r["weak_correct"]) for r in test}
+    verdicts = (
+        [json.loads(line) for line in records_path.read_text().splitlines()]
+        if records_path.exists()
+        else []
+    )
+    pairs = [(bool(v["small_ok"]), graded[v["prompt"]]) for v in verdicts if v["prompt"] in graded]
+    print("\nSampled judge (numeric final answer), verdicts vs the graded small-model outcome:")
+    for name, value in sorted(samples.items()):
+        print(f"  {name} {value:g}")
+    if pairs:
+        agree = sum(a == b for a, b in pairs) / len(pairs)
+        print(f"  records {len(pairs)}: verdict = graded outcome on {agree:.1%}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--large-share", type=float, default=0.3)
     parser.add_argument("--n", type=int, default=400, help="prompts sent through the proxy")
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--judge-rate", type=float, default=0.0, help="sampled judge share of small answers"
+    )
     args = parser.parse_args()
     data = rows()
     order = np.random.default_rng(args.seed).permutation(len(data))
@@ -150,7 +191,7 @@ def main() -> None:
         train_without_test(calib, artifact)
         scores = offline_scores([r["prompt"] for r in calib], artifact)
         threshold = calibrate_threshold(scores, args.large_share)
-        cfg = {
+        cfg: dict[str, Any] = {
             "server": {"host": "127.0.0.1", "port": free_port()},
             "storage": {"url": f"sqlite+aiosqlite:///{Path(tmp) / 'r.db'}"},
             "auth": {"require_keys": False},
@@ -164,8 +205,23 @@ def main() -> None:
             ],
             "router": {"threshold": threshold, "artifact": str(artifact)},
         }  # fmt: skip
+        records_path = Path(tmp) / "judge.jsonl"
+        if args.judge_rate > 0:
+            cfg["router"]["judge"] = {
+                "enabled": True,
+                "sample_rate": args.judge_rate,
+                "method": "numeric",
+                "max_in_flight": 16,
+                "records_path": str(records_path),
+            }
+            cfg["privacy"] = {"request_log": True, "store_prompts": True}
+        samples: dict[str, float] = {}
         with cachegate(cfg) as base:
             answered = asyncio.run(send(base, test, args.concurrency))
+            if args.judge_rate > 0:
+                samples = judge_settled(base)
+        if args.judge_rate > 0:
+            judge_table(records_path, test, samples)
     correct = large = 0
     total_cost = all_large_cost = all_small_cost = 0.0
     for row, (backend, pt, ct) in zip(test, answered, strict=True):

@@ -27,6 +27,7 @@ from router import (
     ExampleConfig,
     FitParams,
     FitResult,
+    JudgeConfig,
     LearnedModel,
     RouteFeatures,
     RouterConfig,
@@ -34,6 +35,7 @@ from router import (
     RoutingQuality,
     arrays_from_records,
     calibrate_threshold,
+    compare,
     estimate_tokens,
     fit_model,
     large_share_at,
@@ -216,6 +218,29 @@ def mmlu_split(
     return fit, te_feats, scores, quality
 
 
+def judge_report() -> None:
+    """How well the sampled judge's verdict (small answer vs large answer) labels the
+    small model, on GSM8K's recorded Mixtral/GPT-4 answers, against the graded outcome."""
+    rows = [json.loads(line) for line in (DATA / "gsm8k_dev.jsonl").open()]
+    truth = np.array([bool(r["weak_correct"]) for r in rows])
+    print("\n### Judge verdicts vs graded small-model outcome (GSM8K, recorded answers)\n")
+    print(f"small model right on {truth.mean():.1%} of {len(rows)} prompts.\n")
+    print("| judge method | verdict = graded | P(right \\| judged ok) | P(judged ok \\| right) |")
+    print("| --- | --- | --- | --- |")
+    for method in ("exact", "normalised", "numeric"):
+        config = JudgeConfig(method=method)
+        ok = np.array(
+            [
+                compare(config, str(r["weak_response"]), str(r["strong_response"])).small_ok
+                for r in rows
+            ]
+        )
+        precision = truth[ok].mean() if ok.any() else float("nan")
+        print(
+            f"| {method} | {np.mean(ok == truth):.1%} | {precision:.1%} | {ok[truth].mean():.1%} |"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument(
@@ -262,6 +287,7 @@ def main() -> None:
 
     if args.skip_gsm8k:
         return
+    judge_report()
     _, gsm = load("gsm8k_dev.jsonl")
     gsm_vectors = embed_texts([r.prompt for r in gsm])
     full = fit_model(arrays_from_records(records, vectors), params)

@@ -14,7 +14,7 @@ import numpy as np
 import numpy.typing as npt
 
 from router.calibrate import calibrate_threshold
-from router.errors import RouterDataError
+from router.errors import RouterConfigError, RouterDataError
 from router.model import (
     F32,
     KINDS,
@@ -47,6 +47,18 @@ class FitParams:
     min_category_rows: int = 20
     default_large_share: float = 0.3
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        pairs = self.stack_l2
+        if not pairs or any(
+            len(pair) != 2 or not all(isinstance(x, int | float) and x > 0 for x in pair)
+            for pair in pairs
+        ):
+            raise RouterConfigError(
+                f"stack_l2 must hold (differ, small) pairs of numbers > 0, got {pairs!r}"
+            )
+        if self.folds < 2 or self.knn_k < 1 or self.memory_size < 1:
+            raise RouterConfigError("folds must be >= 2, knn_k and memory_size >= 1")
 
 
 @dataclass(frozen=True)
@@ -175,8 +187,6 @@ def fit_model(rows: FitArrays, params: FitParams | None = None) -> FitResult:
     scale = oof.std(axis=0)
     scale = np.where(scale < 1e-6, 1.0, scale).astype(np.float32)
     sdesign = stack_design(oof, mean, scale, categories, cats)
-    if not p.stack_l2:
-        raise RouterDataError("stack_l2 needs one (differ, small) pair at least")
     heads = [_stack_heads(sdesign, small, large, l2) for l2 in p.stack_l2]
     final = partial(np.ones(n, dtype=bool))
     stacked = replace(
