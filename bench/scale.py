@@ -89,9 +89,13 @@ def table(rows: list[Row]) -> str:
 
 
 def latency_table(rows: list[Row]) -> str:
-    """One line per size and run: after the rebuild, and again after the restart."""
+    """One line per size and run: after the rebuild, and again after the restart. The
+    index search is over the shared scope (exact search up to 4,096 entries a tenant, i.e.
+    below ~33k entries here; filtered HNSW above), timed on the index thread: wall clock
+    and the thread's CPU time (the wall tail on a shared host is mostly waiting for a
+    core)."""
     out = [
-        "| entries | run | HNSW search p50/p99 ms | semantic, shared scope p50/p99 ms "
+        "| entries | run | index search p50/p99 ms: wall (CPU) | semantic, shared scope p50/p99 ms "
         "| semantic, small scope p50/p99 ms | exact p50/p99 ms | miss p50/p99 ms "
         "| semantic hit rate / recall@1 | lookups during snapshot p50/p99/max ms | load |",
         "|---|---|---|---|---|---|---|---|---|---|",
@@ -109,6 +113,7 @@ def latency_table(rows: list[Row]) -> str:
             )
             out.append(
                 f"| {r['n']:,} | {run} | {_pp(lk.get('hnsw_big_group'))} "
+                f"({_pp(lk.get('hnsw_big_group_cpu'))}) "
                 f"| {_pp(lk.get('semantic_big_group'))} | {_pp(lk.get('semantic_small_group'))} "
                 f"| {_pp(lk.get('exact'))} | {_pp(lk.get('miss_big_group'))} "
                 f"| {lk['semantic_hit_rate']:.3f} / {lk['semantic_recall']:.3f} | {during_s} "
@@ -147,13 +152,18 @@ def plot(rows: list[Row], path: Path) -> bool:
     ns = [r["n"] for r in rows]
     fig, axes = plt.subplots(1, 4, figsize=(20, 4.4))
     ax = axes[0]
-    for kind, label in (("hnsw_big_group", "HNSW search"), ("semantic_big_group", "semantic"),
-                        ("exact", "exact"), ("miss_big_group", "miss")):  # fmt: skip
+    # The steady state: serving after a restart from a snapshot (both runs are tabulated).
+    lk = [r.get("lookup_after_restart") or r["lookup"] for r in rows]
+    for kind, label in (("hnsw_big_group_cpu", "index search, CPU"),
+                        ("hnsw_big_group", "index search, wall"),
+                        ("semantic_big_group", "semantic lookup"), ("exact", "exact lookup"),
+                        ("miss_big_group", "miss")):  # fmt: skip
         for q, style in (("p50_ms", "-o"), ("p99_ms", "--x")):
-            ax.plot(ns, [r["lookup"][kind][q] for r in rows], style, label=f"{label} {q[:3]}")
+            ys = [x[kind][q] if kind in x else float("nan") for x in lk]
+            ax.plot(ns, ys, style, label=f"{label} {q[:3]}")
     ax.axhline(2.0, color="grey", lw=0.8, ls=":")
     ax.set(xscale="log", yscale="log", xlabel="entries", ylabel="ms",
-           title="Lookup latency (single client)")  # fmt: skip
+           title="Lookup latency, single client (2 ms: issue #8)")  # fmt: skip
     ax.legend(fontsize=7)
     ax = axes[1]
     for key, label in (("restart_snapshot", "after restart from snapshot"),
