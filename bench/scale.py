@@ -116,7 +116,7 @@ def latency_table(rows: list[Row]) -> str:
                 f"({_pp(lk.get('hnsw_big_group_cpu'))}) "
                 f"| {_pp(lk.get('semantic_big_group'))} | {_pp(lk.get('semantic_small_group'))} "
                 f"| {_pp(lk.get('exact'))} | {_pp(lk.get('miss_big_group'))} "
-                f"| {lk['semantic_hit_rate']:.3f} / {lk['semantic_recall']:.3f} | {during_s} "
+                f"| {lk['semantic_hit_rate']:.4f} / {lk['semantic_recall']:.4f} | {during_s} "
                 f"| {lk['load']} |"
             )
     return "\n".join(out)
