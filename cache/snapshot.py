@@ -428,7 +428,14 @@ async def save_snapshot(
         pid, entries, held = await loop.run_in_executor(
             executor, _fork_writer, index, directory, seq, now
         )
-        _, status = await asyncio.to_thread(os.waitpid, pid, 0)
+        # Polled rather than waited for on a worker thread: at 1M entries the child runs
+        # ~45 s, which would hold one of the default pool's few threads (the equivalence
+        # check runs there).
+        while True:
+            done, status = os.waitpid(pid, os.WNOHANG)  # noqa: ASYNC222  (WNOHANG: no wait)
+            if done:
+                break
+            await asyncio.sleep(0.05)
         code = os.waitstatus_to_exitcode(status)
         if code != 0:
             raise OSError(f"snapshot writer process {pid} exited with {code} (see its stderr)")
