@@ -172,6 +172,8 @@ def fit_model(rows: FitArrays, params: FitParams | None = None) -> FitResult:
             categories=categories,
             stack_mean=np.zeros(len(SIGNALS), dtype=np.float32),
             stack_scale=np.ones(len(SIGNALS), dtype=np.float32),
+            stack_low=np.full(len(SIGNALS), -np.inf, dtype=np.float32),
+            stack_high=np.full(len(SIGNALS), np.inf, dtype=np.float32),
             stack_differ=np.zeros((1, stack_width(len(categories))), dtype=np.float32),
             stack_small_if_differ=np.zeros((1, stack_width(len(categories))), dtype=np.float32),
             default_thresholds=(0.5, 0.5, 0.5),
@@ -193,6 +195,8 @@ def fit_model(rows: FitArrays, params: FitParams | None = None) -> FitResult:
         final,
         stack_mean=mean,
         stack_scale=scale,
+        stack_low=oof.min(axis=0),
+        stack_high=oof.max(axis=0),
         stack_differ=np.stack([d for d, _ in heads]),
         stack_small_if_differ=np.stack([q for _, q in heads]),
     )

@@ -36,11 +36,14 @@ import numpy.typing as npt
 from router.errors import RouterArtifactError
 
 F32 = npt.NDArray[np.float32]
-FORMAT_VERSION = 3
+FORMAT_VERSION = 4
 LR_STRENGTHS = (10.0, 30.0)
 SIGNALS = ("lr_small", "lr_small_strong_l2", "lr_large", "lr_large_strong_l2",
            "knn_small", "knn_large", "knn_max_sim", "group_small", "group_large", "cache_max_sim")  # fmt: skip
 KINDS = ("blend", "logistic", "knn")
+#: Above this cosine a memory row counts as the query itself (int8 storage leaves
+#: a copy at about 0.999).
+SELF_SIMILARITY = 0.995
 
 
 def sigmoid(x: npt.NDArray[np.floating]) -> F32:
@@ -111,8 +114,16 @@ class OutcomeMemory:
 
 
 def knn_rates(memory: OutcomeMemory, queries: F32, k: int, tau: float) -> F32:
-    """Per query: [small rate, large rate, best similarity] over the k nearest."""
+    """Per query: [small rate, large rate, best similarity] over the k nearest others.
+
+    Rows the memory holds as (near) copies of the query are left out: the stacker
+    was fitted on out-of-fold values, where a request never meets itself, so a
+    training prompt scored again (e.g. the logged traffic the router was trained
+    on, when calibrating its threshold) must not read its own outcome either. An
+    exact repeat is the cache's business, not the router's.
+    """
     sims = memory.similarities(queries)
+    sims = np.where(sims >= SELF_SIMILARITY, np.float32(-1.0), sims)
     k = min(k, sims.shape[1])
     idx = np.argpartition(-sims, k - 1, axis=1)[:, :k]
     top = np.take_along_axis(sims, idx, axis=1)
@@ -145,6 +156,11 @@ class LearnedModel:
     categories: tuple[str, ...]
     stack_mean: F32  # standardisation of SIGNALS
     stack_scale: F32
+    #: Range of each signal over the stacker's training rows: signals are clipped to it,
+    #: so a request unlike any seen (e.g. one the kNN memory holds itself) cannot push
+    #: the pairwise products past what the heads were fitted on.
+    stack_low: F32
+    stack_high: F32
     #: Stacker heads over :func:`stack_design` rows, one row per ensemble member
     #: (members differ in L2 strength): P(the tiers' outcomes differ) and
     #: P(small is right | they differ). Shapes (members, stack_width).
@@ -174,7 +190,8 @@ class LearnedModel:
         ).astype(np.float32)
 
     def stack_design(self, signals: F32, categories: list[str]) -> F32:
-        return stack_design(signals, self.stack_mean, self.stack_scale, self.categories, categories)
+        clipped = np.clip(signals, self.stack_low, self.stack_high)
+        return stack_design(clipped, self.stack_mean, self.stack_scale, self.categories, categories)
 
     def scores(self, kind: str, signals: F32, categories: list[str]) -> F32:
         if kind == "logistic":
@@ -195,6 +212,8 @@ class LearnedModel:
             "categories": np.array(self.categories, dtype=np.str_),
             "stack_mean": self.stack_mean,
             "stack_scale": self.stack_scale,
+            "stack_low": self.stack_low,
+            "stack_high": self.stack_high,
             "stack_differ": self.stack_differ,
             "stack_small_if_differ": self.stack_small_if_differ,
             "default_thresholds": np.array(self.default_thresholds, dtype=np.float64),
@@ -267,6 +286,8 @@ def load_model(source: Path | IO[bytes]) -> LearnedModel:
                 categories=tuple(str(x) for x in data["categories"]),
                 stack_mean=data["stack_mean"].astype(np.float32),
                 stack_scale=data["stack_scale"].astype(np.float32),
+                stack_low=data["stack_low"].astype(np.float32),
+                stack_high=data["stack_high"].astype(np.float32),
                 stack_differ=data["stack_differ"].astype(np.float32),
                 stack_small_if_differ=data["stack_small_if_differ"].astype(np.float32),
                 default_thresholds=(a, b, c),
@@ -288,6 +309,7 @@ def _check_shapes(model: LearnedModel, source: object) -> None:
         and model.stack_differ.shape == model.stack_small_if_differ.shape
         and model.stack_differ.shape[1] == width
         and model.stack_mean.shape == model.stack_scale.shape == (len(SIGNALS),)
+        and model.stack_low.shape == model.stack_high.shape == (len(SIGNALS),)
     )
     if not ok:
         raise RouterArtifactError(f"router artifact {source!r} has inconsistent shapes")

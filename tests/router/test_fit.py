@@ -7,7 +7,14 @@ import pytest
 
 from router import FitParams, RouterConfigError
 from router.fit import _factored_targets
-from router.model import factored_score, stack_design, stack_width
+from router.model import (
+    OutcomeMemory,
+    factored_score,
+    knn_rates,
+    round_trip,
+    stack_design,
+    stack_width,
+)
 
 
 def test_factored_targets_and_score_give_the_expected_gain() -> None:
@@ -38,3 +45,17 @@ def test_stack_design_width_matches_the_artifact_shape() -> None:
 def test_fit_params_refuse_bad_values(fields: dict[str, object]) -> None:
     with pytest.raises(RouterConfigError):
         FitParams(**fields)  # type: ignore[arg-type]
+
+
+def test_knn_leaves_out_the_query_itself() -> None:
+    """A training prompt scored again reads its neighbours' outcomes, not its own
+    (the stacker was fitted on out-of-fold values, where no row meets itself)."""
+    rng = np.random.default_rng(1)
+    vectors = rng.normal(size=(6, 8)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    small = np.array([1, 0, 0, 1, 0, 1], dtype=np.float32)
+    memory = OutcomeMemory(round_trip(vectors), small, 1.0 - small)
+    others = OutcomeMemory(round_trip(vectors[1:]), small[1:], 1.0 - small[1:])
+    assert knn_rates(memory, vectors[:1], 3, 0.1) == pytest.approx(
+        knn_rates(others, vectors[:1], 3, 0.1)
+    )

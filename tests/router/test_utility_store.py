@@ -15,10 +15,11 @@ from router.utility import update_utility
 
 
 async def _replicas(
-    url: str, **kw: float
+    url: str, refresh_s: float = 5.0
 ) -> tuple[SharedUtilities, SharedUtilities, list[AsyncEngine]]:
     engines = [create_async_engine(url), create_async_engine(url)]
-    return SharedUtilities(engines[0], **kw), SharedUtilities(engines[1], **kw), engines
+    a = SharedUtilities(engines[0], refresh_s=refresh_s)
+    return a, SharedUtilities(engines[1], refresh_s=refresh_s), engines
 
 
 @pytest.fixture
