@@ -66,12 +66,14 @@ class JudgeCollector(Collector):
         total = CounterMetricFamily(
             "cachegate_judge_answers",
             "Small-model answers seen by the sampled judge, by what happened to them "
-            "(capped: refused because max_in_flight judge calls were running).",
+            "(capped: refused because max_in_flight judge calls were running; shed: "
+            "not sent because the large tier was overloaded or down).",
             labels=["outcome"],
         )
         for outcome, value in (
             ("sampled", c.sampled),
             ("capped", c.capped),
+            ("shed", c.shed),
             ("agreed", c.agreed),
             ("disagreed", c.disagreed),
             ("failed", c.failed),
@@ -168,9 +170,11 @@ def judge_small_answer(
     if small_answer is None or not judge.wants():
         return
     large = services.pool.first_available("large")
-    if large is None:
+    if large is None or services.pool.tier_overloaded("large"):
+        # Judge calls are optional load: never the reason the large tier looks busy
+        # and the router moves other clients' requests off it.
         judge.counts.sampled += 1
-        judge.counts.failed += 1
+        judge.counts.shed += 1
         return
     judge_body = {k: v for k, v in body.items() if k not in _DELIVERY_FIELDS}
     request = BackendRequest(path=path, body=judge_body, stream=False)

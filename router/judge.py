@@ -229,6 +229,7 @@ class JudgeCounts:
     offered: int = 0
     sampled: int = 0
     capped: int = 0  # sampled but refused: max_in_flight calls were running
+    shed: int = 0  # sampled but not sent: the large tier was overloaded or down
     agreed: int = 0
     disagreed: int = 0
     failed: int = 0  # the large model or embedder failed, or the call timed out

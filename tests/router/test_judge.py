@@ -128,8 +128,12 @@ def test_sample_rate_zero_never_samples() -> None:
 # -- through cachegate with the official openai client ---------------------------------
 
 
-def _stack(embedder: Embedder, tmp_path: Path, sample_rate: float) -> Stack:
+def _stack(
+    embedder: Embedder, tmp_path: Path, sample_rate: float, large_slo_s: float | None = None
+) -> Stack:
     def configure(cfg: dict[str, Any]) -> None:
+        if large_slo_s is not None:
+            cfg["backends"][1]["ttft_slo_s"] = large_slo_s
         cfg["storage"] = {"url": f"sqlite+aiosqlite:///{tmp_path / 'j.db'}"}
         cfg["privacy"] = {"request_log": True, "store_prompts": True}
         cfg["router"] = {
@@ -217,3 +221,19 @@ def test_sample_rate_zero_sends_nothing_to_large(embedder: Embedder, tmp_path: P
         _drain(s)
         assert s.received("large") == []
         assert not wait_until(lambda: (tmp_path / "judge.jsonl").exists(), timeout=0.2)
+
+
+def test_judge_adds_no_load_to_an_overloaded_large_tier(embedder: Embedder, tmp_path: Path) -> None:
+    with (
+        _stack(embedder, tmp_path, 1.0, large_slo_s=0.001) as s,
+        openai.OpenAI(base_url=s.url + "/v1", api_key="x", max_retries=0) as c,
+    ):
+        s.set_faults("large", latency_scale=1.0)  # 30 ms to first token: over its SLO
+        _ask(c, "Warm the large tier's latency figure.", model="large")
+        before = len(s.received("large"))
+        r = _ask(c, "Name a prime number above 100.")
+        assert r.headers["x-cachegate-backend"] == "small"
+        _drain(s)
+        assert len(s.received("large")) == before
+        metrics = httpx.get(s.url + "/metrics").text
+        assert 'cachegate_judge_answers_total{outcome="shed"} 1.0' in metrics
