@@ -308,10 +308,12 @@ class MemIndex:
         rows: npt.NDArray[np.int64],
         stale: list[tuple[int, str]],
         vectors: npt.NDArray[np.float32],
+        loaded: int,
     ) -> None:
         """After :meth:`load_graphs` on an empty index: attaches the metadata of the
-        snapshot labels still live (``rows``: their rows in ``vectors``, the snapshot's
-        vector array, which becomes the vector rows as is: the other rows are free slots)
+        snapshot labels still live (``rows``: their rows in ``vectors``, whose first
+        ``loaded`` rows are the snapshot's vectors and the rest room to grow; it becomes the
+        vector rows as is, the rows of no live label free slots)
         and marks the ``stale`` (label, tenant) pairs deleted in their graphs.
 
         In bulk, not entry by entry: at 1M entries one :meth:`_remember` per entry took
@@ -321,7 +323,7 @@ class MemIndex:
             raise CacheError("restore needs an empty index")
         if vectors.ndim != 2 or vectors.shape[1] != self.dim or len(rows) != len(metas):
             raise CacheError(f"snapshot vectors {vectors.shape} do not match dim {self.dim}")
-        self.rows.take_over(vectors, rows)
+        self.rows.take_over(vectors, loaded, rows)
         for label, tenant in stale:
             self._graph(tenant).delete(label)
         meta, exact, groups, tenants = self.meta, self.exact, self.groups, self.tenants
@@ -380,14 +382,20 @@ class VectorRows:
     def release(self, slot: int) -> None:
         self.free.append(slot)
 
-    def take_over(self, data: npt.NDArray[np.float32], used: npt.NDArray[np.int64]) -> None:
-        """Makes ``data`` (a loaded snapshot's vectors, not copied: 1.5 GB at 1M entries)
-        the rows, of which ``used`` are live; the others become free slots."""
+    def take_over(
+        self, data: npt.NDArray[np.float32], loaded: int, used: npt.NDArray[np.int64]
+    ) -> None:
+        """Makes ``data`` the rows, not copied (1.5 GB at 1M entries): its first ``loaded``
+        rows hold a snapshot's vectors, of which ``used`` are live (the others become free
+        slots); the rows after them are room to grow. Growing copies every row on the
+        index thread, which held lookups for 6 s at 1M entries, hence the room."""
         if self.used:
             raise CacheError("take_over needs empty vector rows")
-        self.data = np.ascontiguousarray(data, dtype=np.float32)
-        self.used = len(data)
-        live = np.zeros(len(data), dtype=bool)
+        if data.dtype != np.float32 or not data.flags.c_contiguous or len(data) < loaded:
+            raise CacheError("vector rows must be C-contiguous float32 holding the loaded rows")
+        self.data = data
+        self.used = loaded
+        live = np.zeros(loaded, dtype=bool)
         live[used] = True
         self.free = np.flatnonzero(~live).tolist()
 

@@ -196,7 +196,7 @@ class Loader:
         kept = [metas[i] for i in kept_rows.tolist()]
         tenants = info["tenants"]
         stale = [(int(labels[i]), tenants[owners[i]]) for i in np.flatnonzero(~keep).tolist()]
-        await self._on_index(self.index.restore, kept, kept_rows, stale, vectors)
+        await self._on_index(self.index.restore, kept, kept_rows, stale, vectors, len(labels))
         marks.append(time.monotonic())
         new = np.setdiff1d(live, labels, assume_unique=True)
         fetched = 0
@@ -268,8 +268,28 @@ def find_snapshot(directory: Path, dim: int) -> tuple[Path, dict[str, Any]] | No
 def _read_arrays(
     path: Path,
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int32], Matrix]:
-    labels, owners, vectors = (np.load(path / f"{a}.npy") for a in ARRAYS)
-    if not len(labels) == len(owners) == len(vectors):
+    """Labels, owners and the vectors, read into an array with as many rows again free
+    (as the graphs get): room for the index to grow without copying every row."""
+    labels, owners = (np.load(path / f"{a}.npy") for a in ARRAYS[:2])
+    with open(path / "vectors.npy", "rb") as fh:
+        version = np.lib.format.read_magic(fh)
+        if version == (1, 0):
+            shape, fortran, dtype = np.lib.format.read_array_header_1_0(fh)
+        elif version == (2, 0):
+            shape, fortran, dtype = np.lib.format.read_array_header_2_0(fh)
+        else:
+            raise CacheError(f"snapshot {path}: vectors.npy has format {version}")
+        if dtype != np.float32 or fortran or len(shape) != 2 or shape[0] != len(labels):
+            raise CacheError(f"snapshot {path}: vectors.npy is {dtype} {shape}")
+        vectors = np.empty((max(2 * shape[0], 1024), shape[1]), np.float32)
+        buf = vectors[: shape[0]].data.cast("B")
+        done = 0
+        while done < len(buf):  # one read(2) returns at most ~2 GiB
+            got = fh.readinto(buf[done:])
+            if not got:
+                raise CacheError(f"snapshot {path}: vectors.npy is truncated")
+            done += got
+    if len(owners) != len(labels):
         raise CacheError(f"snapshot {path}: arrays of different lengths")
     return labels, owners, vectors
 

@@ -188,6 +188,14 @@ async def test_both_writers_make_the_same_loadable_snapshot(
         report = c.load_report
         assert report is not None and (report.restored, report.fetched) == (32, 0)
         await _assert_serves(c, range(30), gone=[101])
+        # The loaded vector rows have room to grow: new entries do not copy them (at 1M
+        # entries that copy held lookups for seconds).
+        rows = c.index.rows.data
+        for i in range(40, 60):
+            c.submit(entry(f"live {i}", unit(i)), POLICY)
+        await c.flush()
+        assert c.index.rows.data is rows and c.counters().entries == 52
+        await _assert_serves(c, range(40, 60), gone=[101])
     finally:
         await c.close()
 
