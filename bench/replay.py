@@ -17,6 +17,12 @@ against each variant in turn, from this process:
 A hit is correct when the served answer names the digest of a text of the request's own
 intent (the simulated backend's answers name a digest of the prompt they answer).
 
+``--fit-policies`` replays the dev part offline instead (no servers) and prints, per
+category, hits and false hits against the cosine threshold with cachegate's rule (exact
+text, else the best of 5 candidates the equivalence check accepts), and the per-category
+thresholds that dominate the single fitted global one on dev (:func:`fit_policies`): how
+``proxy.wiring.DEFAULT_POLICIES`` thresholds are chosen.
+
     .venv/bin/python -m bench.replay [--speedup 5] [--minutes 2] [--seed 0] \
         [--variants none exact gptcache global cachegate] [--json out.json]
 """
@@ -41,6 +47,7 @@ import aiohttp
 
 from backends.sim import digest
 from bench.baselines import fit_threshold, gptcache_threshold
+from bench.embcache import embed_texts
 from bench.procs import machine
 from bench.report import Outcome, Summary, by_category, category_table, comparison_table
 from bench.targets import artifact_present, cachegate, cachegate_config, gptcache_server, sim
@@ -244,6 +251,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--timeout-s", type=float, default=120.0, help="per request")
     p.add_argument("--json", type=Path, help="write summaries here")
     p.add_argument("--dump", type=Path, help="write every request's outcome here (JSONL)")
+    p.add_argument(
+        "--fit-policies",
+        action="store_true",
+        help="offline on the dev part: per-category thresholds that dominate the global one",
+    )
     return p.parse_args(argv)
 
 
@@ -267,6 +279,128 @@ def fit(args: argparse.Namespace, common: dict[str, Any]) -> tuple[float, float]
               f"-> {best.hits / best.requests:.1%} hits, "
               f"{best.false_share:.2%} false hits / hits")  # fmt: skip
     return best.threshold, gpt_t
+
+
+POLICY_GRID = (0.80, 0.85, 0.90, 0.93, 0.95, 0.97)  # cosine thresholds
+EQUIVALENCE_GRID = (None, 0.90, 0.95)  # None: the checker's default threshold
+Policy = tuple[float, float | None]  # (cosine threshold, equivalence threshold)
+FALSE_HIT_PRICES = (1, 2, 3, 5, 10, 20, 50, 100)  # missed hits one false hit is worth
+
+
+def simulate_categories(
+    requests: Sequence[Any],
+    vecs: Any,
+    policies: dict[str, Policy],
+    checker: EquivalenceChecker,
+    memo: dict[tuple[str, str], float] | None = None,
+    category_of: dict[str, str] | None = None,
+) -> dict[str, tuple[int, int]]:
+    """(hits, false hits) per policy category of an offline cache with that category's
+    (cosine, equivalence) thresholds and cachegate's rule: exact text, else the
+    best-scoring of the 5 nearest stored entries at or above the cosine threshold that the
+    checker accepts. The policy category is ``category_of[text]`` (what cachegate's
+    classifier says; the workload's own category without it); a category missing from
+    ``policies`` is not cached. ``memo`` keeps scores across calls (a text's vector is
+    fixed)."""
+    import numpy as np
+
+    memo = {} if memo is None else memo
+    category_of = category_of or {r.text: r.category for r in requests}
+    stored = np.zeros((len(requests), vecs.shape[1]), dtype=np.float32)
+    intents: list[str] = []
+    texts: list[str] = []
+    exact: dict[str, int] = {}
+    out = {c: [0, 0] for c in policies}
+    for r, v in zip(requests, vecs, strict=True):
+        cat = category_of[r.text]
+        if cat not in policies:
+            continue
+        n, (limit, eq) = len(intents), policies[cat]
+        eq = checker.default_threshold if eq is None else eq
+        j = exact.get(r.text, -1)
+        if j < 0 and n:
+            sims = stored[:n] @ v
+            best = -1.0
+            for k in np.argsort(-sims)[:5]:
+                if sims[k] < limit:
+                    break
+                key = (r.text, texts[k])
+                if key not in memo:  # a vetoed pair never passes: -1 is below any threshold
+                    verdict = checker.check(r.text, v, texts[k], stored[k], threshold=0.0)
+                    memo[key] = verdict.score if verdict.equivalent else -1.0
+                if memo[key] >= eq and memo[key] > best:
+                    j, best = int(k), memo[key]
+        if j >= 0:
+            out[cat][0] += 1
+            out[cat][1] += intents[j] != r.intent
+            continue
+        stored[n] = v
+        intents.append(r.intent)
+        texts.append(r.text)
+        exact.setdefault(r.text, n)
+    return {c: (h, w) for c, (h, w) in out.items()}
+
+
+def classified(requests: Sequence[Any], vecs: Any) -> dict[str, str]:
+    """The category cachegate's default classifier gives each text (its policy's)."""
+    from classifier import Classifier
+
+    clf = Classifier.load_default()
+    return {r.text: clf.classify(v, r.text).category for r, v in zip(requests, vecs, strict=True)}
+
+
+def fit_policies(
+    requests: Sequence[Any], checker: EquivalenceChecker, global_t: float
+) -> dict[str, Policy]:
+    """Per-category (cosine, equivalence) thresholds fitted on ``requests`` (the dev part).
+
+    Requests take the policy of the category cachegate's classifier gives them, as in the
+    proxy. Each category in turn (the others at ``global_t`` and the checker's default) is
+    replayed at every grid point (:data:`POLICY_GRID` x :data:`EQUIVALENCE_GRID`, plus the
+    global policy). For a price ``lam`` of a false hit in missed hits, each category takes
+    the point with the most ``hits - lam * false hits`` (ties: fewer false hits, then the
+    strictest thresholds); ``lam`` is the one of :data:`FALSE_HIT_PRICES` whose choice has
+    the most hits in total among those with more hits and fewer false hits than the global
+    policy (added over categories), else the global policy everywhere.
+    """
+    vecs = embed_texts([r.text for r in requests])
+    of = classified(requests, vecs)
+    cats = sorted(set(of.values()) - {"creative"})  # not cached by default
+    memo: dict[tuple[str, str], float] = {}
+    start: dict[str, Policy] = dict.fromkeys(cats, (global_t, None))
+    base = simulate_categories(requests, vecs, start, checker, memo, of)
+    grid: list[Policy] = [(t, e) for t in POLICY_GRID for e in EQUIVALENCE_GRID]
+    points: dict[str, dict[Policy, tuple[int, int]]] = {}
+    for c in cats:
+        points[c] = {start[c]: base[c]}
+        for policy in grid:
+            if policy not in points[c]:
+                at = {**start, c: policy}
+                points[c][policy] = simulate_categories(requests, vecs, at, checker, memo, of)[c]
+    default = checker.default_threshold
+
+    def pick(c: str, lam: float) -> Policy:
+        ranked = [(h - lam * w, -w, p[0], default if p[1] is None else p[1], p)
+                  for p, (h, w) in points[c].items()]  # fmt: skip
+        return max(ranked, key=lambda r: r[:4])[-1]
+
+    total_hits, total_false = sum(h for h, _ in base.values()), sum(w for _, w in base.values())
+    best: tuple[int, dict[str, Policy]] | None = None
+    for lam in FALSE_HIT_PRICES:
+        choice = {c: pick(c, lam) for c in cats}
+        hits = sum(points[c][p][0] for c, p in choice.items())
+        wrong = sum(points[c][p][1] for c, p in choice.items())
+        print(f"price of a false hit {lam:g} missed hits: {hits} hits, {wrong} false on dev")
+        if hits > total_hits and wrong < total_false and (best is None or hits > best[0]):
+            best = (hits, choice)
+    chosen = start if best is None else best[1]
+    print("\n| category | global: hits/false | chosen (cosine, equivalence) | hits/false |")
+    print("|---|---|---|---|")
+    for c in cats:
+        eq = "default" if chosen[c][1] is None else f"{chosen[c][1]:.2f}"
+        hits, wrong = points[c][chosen[c]]
+        print(f"| {c} | {base[c][0]}/{base[c][1]} | {chosen[c][0]:.2f}, {eq} | {hits}/{wrong} |")
+    return chosen
 
 
 def write_outputs(args: argparse.Namespace, results: dict[str, list[Outcome]],
@@ -308,6 +442,21 @@ def main(argv: Sequence[str] | None = None) -> None:
           f"({args.trace}, speedup {args.speedup}), intents reused by "
           f"{reuse_ceiling(test.requests):.1%} of requests (a perfect cache's hit rate), "
           f"{paraphrase_repeats(test.requests)} of them in new words")  # fmt: skip
+    if args.fit_policies:
+        dev = build_workload(part="dev", **common)
+        checker = EquivalenceChecker.load_default()
+        global_t = args.global_threshold or fit_threshold(dev.requests, args.max_false,
+                                                          checker=checker)[0].threshold  # fmt: skip
+        print(f"dev: {len(dev.requests)} requests; global threshold {global_t:.2f}")
+        chosen = fit_policies(dev.requests, checker, global_t)
+        vecs = embed_texts([r.text for r in dev.requests])
+        flat: dict[str, Policy] = dict.fromkeys(chosen, (global_t, None))
+        of = classified(dev.requests, vecs)
+        for name, ts in (("global", flat), ("per-category", chosen)):
+            res = simulate_categories(dev.requests, vecs, ts, checker, category_of=of)
+            hits, wrong = sum(h for h, _ in res.values()), sum(w for _, w in res.values())
+            print(f"dev, {name}: {hits} hits ({hits / len(dev.requests):.1%}), {wrong} false")
+        return
     global_t, gpt_t = fit(args, common)
     results = asyncio.run(run_variants(args, test, global_t, gpt_t))
     write_outputs(args, results, global_t, gpt_t)

@@ -28,13 +28,13 @@ import numpy as np
 import numpy.typing as npt
 
 from cache.equivalence_features import (
-    IDF_BITS,
     TREE_NAMES,
+    adapted_cosine,
     lexical_features,
     network_features,
     tree_features,
 )
-from cache.equivalence_text import TextSignature, hard_mismatch, signature
+from cache.equivalence_text import IDF_BITS, Lexicon, TextSignature, hard_mismatch, signature
 from cache.equivalence_trees import Forest
 from cache.errors import CacheError
 
@@ -88,14 +88,16 @@ class _Scorer:
 
     network: _Network
     forest: Forest
-    idf: Array
+    lexicon: Lexicon
+    adapter: Array
     platt_a: float
     platt_b: float
 
     def score(self, a: TextSignature, b: TextSignature, u: Array, v: Array) -> float:
         lexical = lexical_features(a, b, float(u @ v))
         logit = self.network.logit(network_features(lexical, u, v))
-        raw = self.forest.raw_score(tree_features(a, b, lexical, self.idf, logit))
+        adapted = adapted_cosine(self.adapter, u, v)
+        raw = self.forest.raw_score(tree_features(a, b, lexical, self.lexicon, adapted, logit))
         z = self.platt_a * raw + self.platt_b
         return 1.0 / (1.0 + math.exp(-z)) if z > -700 else 0.0
 
@@ -143,12 +145,22 @@ class EquivalenceChecker:
                 leaf=arrays["tree_leaf"].astype(np.float64),
                 depth=int(meta["tree_depth"]),
             )
-            if list(meta["tree_features"]) != list(TREE_NAMES) or f32["idf"].shape != (
-                1 << IDF_BITS,
+            rows = (1 << IDF_BITS,)
+            if (
+                list(meta["tree_features"]) != list(TREE_NAMES)
+                or f32["idf"].shape != rows
+                or f32["proper"].shape != rows
+                or f32["adapter"].shape[1:] != (int(meta["dim"]),)
             ):
                 raise ValueError("artifact was fitted on other features")
+            lexicon = Lexicon(f32["idf"], f32["proper"], float(meta["rare_idf"]))
             scorer = _Scorer(
-                network, forest, f32["idf"], float(meta["platt_a"]), float(meta["platt_b"])
+                network,
+                forest,
+                lexicon,
+                f32["adapter"],
+                float(meta["platt_a"]),
+                float(meta["platt_b"]),
             )
             dim, threshold = int(meta["dim"]), float(meta["default_threshold"])
         except (OSError, ValueError, KeyError, TypeError) as exc:
@@ -190,7 +202,7 @@ class EquivalenceChecker:
         if _folded(query_text) == _folded(cand_text):
             return EquivalenceVerdict(True, 1.0, cosine, limit, "identical")
         a, b = signature(query_text), signature(cand_text)
-        kind = hard_mismatch(a, b)
+        kind = hard_mismatch(a, b, self._scorer.lexicon)
         if kind is not None:
             return EquivalenceVerdict(False, 0.0, cosine, limit, f"hard_mismatch:{kind}")
         score = self._scorer.score(a, b, u, v)

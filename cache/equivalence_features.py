@@ -9,26 +9,27 @@ facts, the network's logit, and the Quora-duplicate features of the Kaggle era
 (:func:`tree_features`): overlap weighted by inverse document frequency (from
 a hashed table fitted on non-Quora text), the rarest unshared word, question
 words, shared bigrams, prefix and suffix, edit-distance ratios, and which
-soft veto fired. Every feature is symmetric in the two texts, so the verdict
+soft veto fired, unshared words written like names, and the cosine of the two
+vectors after a linear map fitted to QQP labels (:func:`adapted_cosine`). Every feature is symmetric in the two texts, so the verdict
 does not depend on which one was cached first.
 """
 
 from __future__ import annotations
-
-import zlib
 
 import cydifflib
 import numpy as np
 import numpy.typing as npt
 
 from cache.equivalence_text import (
+    STOPWORDS,
+    Lexicon,
     TextSignature,
     content_difference,
+    idf_bucket,
     mismatch_kind,
     unmatched_entities,
 )
 
-IDF_BITS = 16
 VETO_KINDS = ("number", "operator", "negation", "unit", "entity")
 
 
@@ -36,14 +37,7 @@ def _words(text: str) -> list[str]:
     return text.split()
 
 
-_STOPWORDS = frozenset(
-    _words(
-        "a an the is are was were be been am do does did i you he she it we they my your his her "
-        "its our their me to of in on at for with by from and or but if what how why who when "
-        "where which that this these those can could should would will shall may might must "
-        "there any some so as about into than then not no"
-    )
-)
+_STOPWORDS = STOPWORDS
 
 LEXICAL_NAMES: tuple[str, ...] = (
     "cosine",
@@ -152,13 +146,12 @@ TREE_NAMES: tuple[str, ...] = (
     "sequence_ratio",
     "sorted_sequence_ratio",
     *(f"mismatch_{kind}" for kind in VETO_KINDS),
+    "names_unshared_max",
+    "names_unshared_min",
+    "proper_unshared_max",
+    "adapted_cosine",
     "network_logit",
 )
-
-
-def idf_bucket(word: str) -> int:
-    """The IDF table row of ``word`` (crc32, stable across processes unlike ``hash``)."""
-    return zlib.crc32(word.encode()) & ((1 << IDF_BITS) - 1)
 
 
 def _shared_run(a: tuple[str, ...], b: tuple[str, ...]) -> int:
@@ -182,10 +175,12 @@ def tree_features(
     a: TextSignature,
     b: TextSignature,
     lexical: list[float],
-    idf: npt.NDArray[np.float32],
+    lexicon: Lexicon,
+    adapted_cosine: float,
     network_logit: float,
 ) -> npt.NDArray[np.float64]:
     """The boosted trees' input, in the order of :data:`TREE_NAMES`."""
+    idf, proper = lexicon.idf, lexicon.proper
     words_a = {w for w in a.tokens if w.isalnum()}
     words_b = {w for w in b.tokens if w.isalnum()}
     weight_a = {w: float(idf[idf_bucket(w)]) for w in words_a}
@@ -204,6 +199,11 @@ def tree_features(
     bigrams_a = set(zip(a.tokens, a.tokens[1:], strict=False))
     bigrams_b = set(zip(b.tokens, b.tokens[1:], strict=False))
     kind = mismatch_kind(a, b)
+    # Unshared content words written like names (or rare): a swapped name that the
+    # vetoes let through (rephrased texts) is still visible to the trees.
+    names_a = [w for w in content_a - content_b if lexicon.names_a_thing(w)]
+    names_b = [w for w in content_b - content_a if lexicon.names_a_thing(w)]
+    unshared = content_a ^ content_b
     extra = [
         2 * sum(weight_a[w] for w in shared) / total if total else 1.0,
         float(np.log1p(sum(only_a) + sum(only_b))),
@@ -225,6 +225,23 @@ def tree_features(
         _ratio(text_a, text_b),
         _ratio(" ".join(sorted(a.tokens)), " ".join(sorted(b.tokens))),
         *(float(kind == k) for k in VETO_KINDS),
+        float(max(len(names_a), len(names_b))),
+        float(min(len(names_a), len(names_b))),
+        max((float(proper[idf_bucket(w)]) for w in unshared), default=0.0),
+        adapted_cosine,
         network_logit,
     ]
     return np.asarray(lexical + extra, dtype=np.float32).astype(np.float64)
+
+
+def adapted_cosine(
+    adapter: npt.NDArray[np.float32], u: npt.NDArray[np.float32], v: npt.NDArray[np.float32]
+) -> float:
+    """Cosine of ``adapter @ u`` and ``adapter @ v``: a metric learned on the embeddings.
+
+    The map (k x dim) is fitted so that this cosine separates duplicates from look-alike
+    questions better than the raw cosine does (``scripts/train_equivalence.py``).
+    """
+    pu, pv = adapter @ u, adapter @ v
+    norm = float(np.sqrt((pu @ pu) * (pv @ pv)))
+    return float(pu @ pv) / norm if norm > 0.0 else 0.0

@@ -14,13 +14,26 @@ from __future__ import annotations
 
 import re
 import unicodedata
+import zlib
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from functools import lru_cache
 
+import cydifflib
+import numpy as np
+import numpy.typing as npt
+
 
 def _words(text: str) -> list[str]:
     return text.split()
+
+
+IDF_BITS = 16
+# A word capitalised in at least this share of its mid-sentence uses (in texts that use
+# case at all), or seen in at most RARE_DOCS texts of the reference corpus, may name a
+# thing: a city, a person, a product, a language.
+PROPER_SHARE = 0.5
+RARE_DOCS = 5
 
 
 _TOKEN = re.compile(r"[$€£₹¥°]|[^\W_]+(?:[.,'’][^\W_]+)*|[+\-*/×÷^=%]", re.UNICODE)
@@ -124,6 +137,41 @@ _NOT_ENTITIES = frozenset(
         "should would will could the a an if my god mr mrs dr president government minister pm ceo"
     )
 )
+
+
+STOPWORDS = frozenset(
+    _words(
+        "a an the is are was were be been am do does did i you he she it we they my your his her "
+        "its our their me to of in on at for with by from and or but if what how why who when "
+        "where which that this these those can could should would will shall may might must "
+        "there any some so as about into than then not no"
+    )
+)
+
+
+def idf_bucket(word: str) -> int:
+    """The row of ``word`` in the hashed word tables (crc32: stable across processes)."""
+    return zlib.crc32(word.encode()) & ((1 << IDF_BITS) - 1)
+
+
+@dataclass(frozen=True, slots=True)
+class Lexicon:
+    """Per-word statistics of a reference corpus (not Quora), hashed by :func:`idf_bucket`.
+
+    ``idf``: smoothed log inverse document frequency; ``proper``: the share of a word's
+    mid-sentence uses that are capitalised, in texts that use case (0 for a word seen
+    capitalised fewer than twice); ``rare_idf``: the IDF of a word seen in
+    :data:`RARE_DOCS` texts. Both arrays have ``2**IDF_BITS`` rows.
+    """
+
+    idf: npt.NDArray[np.float32]
+    proper: npt.NDArray[np.float32]
+    rare_idf: float
+
+    def names_a_thing(self, word: str) -> bool:
+        """Whether ``word`` is written like a name (capitalised) or too rare to be common."""
+        row = idf_bucket(word)
+        return bool(self.proper[row] >= PROPER_SHARE or self.idf[row] >= self.rare_idf)
 
 
 @dataclass(frozen=True, slots=True)
@@ -328,16 +376,64 @@ def mismatch_kind(a: TextSignature, b: TextSignature) -> str | None:
     return None
 
 
-def hard_mismatch(a: TextSignature, b: TextSignature) -> str | None:
+_NOT_CONTENT = STOPWORDS | _NEGATION | _NOT_ENTITIES | set(_UNITS) | set(_TIME_UNITS)
+_NOT_CONTENT |= set(_WORD_VALUES) | set(_OPERATORS)
+
+
+def _content_words(sig: TextSignature) -> set[str]:
+    return {w for w in sig.tokens if w.isalpha() and len(w) > 1 and w not in _NOT_CONTENT}
+
+
+def _variant(word: str, others: set[str]) -> bool:
+    """``word`` is another form of one of ``others`` (inflection, compound, alias, typo)."""
+    for other in others:
+        if word[:4] == other[:4] or word in other or other in word:
+            return True
+        if _ALIASES.get(word, word) == _ALIASES.get(other, other):
+            return True
+        first, second = sorted((word, other))
+        if cydifflib.SequenceMatcher(None, first, second, autojunk=False).ratio() >= 0.8:
+            return True
+    return False
+
+
+def swapped_name(a: TextSignature, b: TextSignature, lexicon: Lexicon) -> tuple[str, str] | None:
+    """The two words when near-identical texts differ by one name-like word for another.
+
+    Catches the entities that case does not mark ("weather in paris" / "weather in
+    london", "translate hello to spanish" / "to german"): once shared words, inflections,
+    spelling variants, aliases, units and function words are set aside, each text has
+    exactly one word the other lacks, and both are written like names or are rare in the
+    reference corpus (:meth:`Lexicon.names_a_thing`). Two common words swapped ("good
+    joke" / "funny joke") are left to the scorer.
+    """
+    if content_difference(a, b) > NEAR_IDENTICAL:
+        return None
+    words_a, words_b = _content_words(a), _content_words(b)
+    only_a, only_b = words_a - words_b, words_b - words_a
+    left = [w for w in only_a if not _variant(w, only_b)]
+    right = [w for w in only_b if not _variant(w, only_a)]
+    if len(left) != 1 or len(right) != 1:
+        return None
+    if lexicon.names_a_thing(left[0]) and lexicon.names_a_thing(right[0]):
+        return left[0], right[0]
+    return None
+
+
+def hard_mismatch(a: TextSignature, b: TextSignature, lexicon: Lexicon | None = None) -> str | None:
     """The answer-changing disagreement that rejects a pair whatever the scorer says.
 
     Arithmetic, units and negation always; a different number or named
     entity only when the texts are otherwise near-identical. In rephrased
     texts those two are often the same thing said twice ("iPhone 6" and "the
     6th iPhone", "Trump" and "the US president"), so there the learned scorer,
-    which reads :func:`mismatch_kind` as a feature, decides instead.
+    which reads :func:`mismatch_kind` as a feature, decides instead. With a
+    ``lexicon``, near-identical texts that swap one name-like word for another
+    are an entity mismatch too, capitalised or not (:func:`swapped_name`).
     """
     kind = mismatch_kind(a, b)
+    if kind is None:
+        return "entity" if lexicon is not None and swapped_name(a, b, lexicon) else None
     if kind not in ("number", "entity") or content_difference(a, b) <= NEAR_IDENTICAL:
         return kind
     if a.expression and b.expression and a.expression != b.expression:

@@ -13,7 +13,15 @@ import pytest
 
 from backends import OnnxEmbedder
 from cache.equivalence import EquivalenceChecker, EquivalenceError, EquivalenceVerdict
-from cache.equivalence_text import hard_mismatch, mismatch_kind, signature
+from cache.equivalence_text import (
+    IDF_BITS,
+    Lexicon,
+    hard_mismatch,
+    idf_bucket,
+    mismatch_kind,
+    signature,
+    swapped_name,
+)
 from cache.equivalence_trees import Forest
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -248,3 +256,112 @@ def test_forest_pads_a_leaf_reached_early() -> None:
     assert forest.raw_score(np.array([0.6, 2.5])) == 3.0
     with pytest.raises(ValueError, match="depth"):
         Forest(forest.feature, forest.threshold, forest.leaf, depth=3)
+
+
+# Near-identical lower-cased queries that swap one thing for another: case does not mark
+# the name, so the shipped word tables (capitalised share and rarity in non-Quora text)
+# have to. Each must be refused however low the threshold.
+LOWER_CASE_SWAPS = [
+    ("what's the weather in paris today", "what's the weather in london today"),
+    ("translate good morning to spanish", "translate good morning to german"),
+    ("show me the stock price for google", "show me the stock price for microsoft"),
+    ("what time is it in tokyo", "what time is it in toronto"),
+    ("how do i learn java", "how do i learn python"),
+    ("who is the ceo of amazon", "who is the ceo of samsung"),
+]
+# Lower-cased rewordings the same rule must leave to the scorer: a common word swapped,
+# an inflection, a spelling variant, a word order change, an alias.
+LOWER_CASE_KEPT = [
+    ("tell me a good joke", "tell me a funny joke"),
+    ("cheap flights to paris", "cheap flight to paris"),
+    ("how do i learn python quickly", "how do i learn python fast"),
+    ("whats my delta flight's status", "whats the status of my delta flight"),
+    ("what is the colour of the sky", "what is the color of the sky"),
+    ("how big is the usa", "how big is america"),
+]
+
+
+@pytest.mark.parametrize(("a", "b"), LOWER_CASE_SWAPS)
+def test_lower_cased_name_swaps_are_rejected(
+    checker: EquivalenceChecker, equivalence_embedder: OnnxEmbedder, a: str, b: str
+) -> None:
+    for first, second in ((a, b), (b, a)):
+        verdict = _check(checker, equivalence_embedder, first, second, threshold=0.0)
+        assert verdict.reason == "hard_mismatch:entity", verdict
+        assert not verdict.equivalent and verdict.score == 0.0
+
+
+@pytest.mark.parametrize(("a", "b"), LOWER_CASE_KEPT)
+def test_lower_cased_rewordings_go_to_the_scorer(
+    checker: EquivalenceChecker, equivalence_embedder: OnnxEmbedder, a: str, b: str
+) -> None:
+    verdict = _check(checker, equivalence_embedder, a, b, threshold=0.0)
+    assert verdict.reason == "model", verdict
+    assert verdict.equivalent
+
+
+def _lexicon(names: set[str], rare: set[str]) -> Lexicon:
+    rows = 1 << IDF_BITS
+    idf, proper = np.zeros(rows, np.float32), np.zeros(rows, np.float32)
+    for word in names:
+        proper[idf_bucket(word)] = 0.9
+    for word in rare:
+        idf[idf_bucket(word)] = 9.0
+    return Lexicon(idf, proper, rare_idf=8.0)
+
+
+def test_swapped_name_needs_one_name_like_word_on_each_side() -> None:
+    lexicon = _lexicon({"paris", "london"}, {"zanzibar"})
+    swap = (signature("weather in paris"), signature("weather in london"))
+    assert swapped_name(*swap, lexicon) == ("paris", "london")
+    assert hard_mismatch(*swap, lexicon) == "entity"
+    assert hard_mismatch(*swap) is None  # without word tables only case marks a name
+    # A rare word counts as a name; a common word on either side does not.
+    rare = (signature("weather in paris"), signature("weather in zanzibar"))
+    assert hard_mismatch(*rare, lexicon) == "entity"
+    common = (signature("weather in paris"), signature("weather in winter"))
+    assert hard_mismatch(*common, lexicon) is None
+    # Two words swapped for one, or a name added, is a rewording for the scorer to judge.
+    added = (signature("weather in paris"), signature("weather in paris and london"))
+    assert hard_mismatch(*added, lexicon) is None
+    # Not near-identical: left to the scorer.
+    long = (
+        signature("weather in paris"),
+        signature("should i take an umbrella for my walk around london this afternoon"),
+    )
+    assert hard_mismatch(*long, lexicon) is None
+
+
+@pytest.mark.parametrize(
+    ("a", "b"),
+    [
+        ("flights to paris", "flight to paris"),  # inflection
+        ("hotels in londen", "hotels in london"),  # typo
+        ("news from the usa", "news from america"),  # alias
+        ("weather in paris", "weather in paris please"),  # one side only
+    ],
+)
+def test_swapped_name_ignores_variants(a: str, b: str) -> None:
+    lexicon = _lexicon({"paris", "london", "londen", "usa", "america", "please"}, set())
+    assert hard_mismatch(signature(a), signature(b), lexicon) is None
+
+
+# Every threshold the system can hand the checker: the shipped default, the floor an
+# adaptive relaxation can reach (never below 0), and 0 itself.
+@pytest.mark.parametrize("threshold", [None, 0.0, 1e-12, 0.3, 0.5, 0.7, 1.0])
+@pytest.mark.parametrize(
+    ("a", "b"),
+    [(a, b) for a, b, _, _ in CHANGES] + LOWER_CASE_SWAPS[:2],
+)
+def test_vetoed_pairs_pass_no_threshold(
+    checker: EquivalenceChecker,
+    equivalence_embedder: OnnxEmbedder,
+    a: str,
+    b: str,
+    threshold: float | None,
+) -> None:
+    kw = {} if threshold is None else {"threshold": threshold}
+    verdict = _check(checker, equivalence_embedder, a, b, **kw)
+    assert verdict.reason.startswith("hard_mismatch:")
+    assert not verdict.equivalent
+    assert verdict.score == 0.0  # below every threshold but 0, and 0 is refused by reason
