@@ -5,14 +5,20 @@ applies hard vetoes (:mod:`cache.equivalence_text`: a different number,
 arithmetic operator, unit, named entity, or a negation added to an otherwise
 identical text; numbers and names only in otherwise near-identical texts)
 because embeddings barely move on them and a false hit is the worst failure a
-cache can have. Pairs that pass go to a small learned scorer, numpy only: a
-one-hidden-layer network reads the embeddings and a few lexical features, and
-its logit joins the lexical features of :mod:`cache.equivalence_features` in
-boosted trees (:mod:`cache.equivalence_trees`). Both are fitted by
+cache can have; names are also caught lower-cased, by word tables shipped with
+the scorer (a near-identical text that swaps one name-like word for another).
+Pairs that pass go to a small learned scorer, numpy only: a one-hidden-layer
+network reads the embeddings and a few lexical features, and its logit joins
+the lexical features of :mod:`cache.equivalence_features` and the cosine of
+the two vectors under a learned linear map (the adapter) in boosted trees
+(:mod:`cache.equivalence_trees`). All are fitted by
 ``scripts/train_equivalence.py`` on a fixed 70 % of the Quora Question Pairs
 dev file; the trees' output is Platt-calibrated on out-of-fold scores, so
-``score`` reads as a probability of equivalence. The weights, trees, hashed
-IDF table and default threshold ship as ``cache/data/equivalence.npz``.
+``score`` reads as a probability of equivalence. The weights, adapter, trees,
+hashed word tables and default threshold ship as ``cache/data/equivalence.npz``.
+
+A vetoed pair scores 0 and is refused at every threshold, 0 included: the
+verdict is decided by the veto, not by comparing its score.
 """
 
 from __future__ import annotations

@@ -7,7 +7,9 @@ answer, and :func:`hard_mismatch` names the first one on which two texts
 disagree. The rules are deliberately narrow (both sides must state the thing,
 and state it differently) so that paraphrases survive; the rejection rate of
 each rule on human-labelled duplicates is measured by
-``scripts/train_equivalence.py``.
+``scripts/train_equivalence.py``. Names that case does not mark ("weather in
+paris" / "in london") need a :class:`Lexicon` (word statistics of a reference
+corpus) and :func:`swapped_name`.
 """
 
 from __future__ import annotations
