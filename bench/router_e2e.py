@@ -149,13 +149,17 @@ def judge_settled(base: str, timeout_s: float = 120.0) -> dict[str, float]:
 
 
 def judge_table(records_path: Path, test: list[dict[str, Any]], samples: dict[str, float]) -> None:
-    graded = {r["prompt"]: bool(r["weak_correct"]) for r in test}
+    # The proxy records the question as it embedded it (whitespace folded).
+    graded = {" ".join(r["prompt"].split()): bool(r["weak_correct"]) for r in test}
     verdicts = (
         [json.loads(line) for line in records_path.read_text().splitlines()]
         if records_path.exists()
         else []
     )
-    pairs = [(bool(v["small_ok"]), graded[v["prompt"]]) for v in verdicts if v["prompt"] in graded]
+    keys = [" ".join(str(v["prompt"]).split()) for v in verdicts]
+    pairs = [
+        (bool(v["small_ok"]), graded[k]) for v, k in zip(verdicts, keys, strict=True) if k in graded
+    ]
     print("\nSampled judge (numeric final answer), verdicts vs the graded small-model outcome:")
     for name, value in sorted(samples.items()):
         print(f"  {name} {value:g}")
