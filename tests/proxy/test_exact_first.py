@@ -39,7 +39,7 @@ def stack(embedder: Embedder, tmp_path: Path) -> Iterator[Stack]:
 
 def embedded(stack: Stack) -> int:
     async def count(s: Services) -> int:
-        return int(getattr(s.embedder, "embedded"))
+        return s.embedder.embedded
 
     return stack.call(count)
 
