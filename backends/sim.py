@@ -45,6 +45,7 @@ class Faults:
     trickle_s: float = 0.0  # extra delay between stream chunks (slow-loris)
     latency_scale: float = 1.0  # multiplies the profile's latency (0: instant)
     max_concurrency: int | None = None  # queue requests beyond this many
+    hold: bool = False  # requests wait (after being received) until hold is turned off
     seed: int = 0
 
 
@@ -58,6 +59,7 @@ class SimState:
     peak_in_flight: int = 0
     in_flight: int = 0
     semaphore: asyncio.Semaphore | None = None
+    released: asyncio.Event = field(default_factory=asyncio.Event)  # set: not holding
 
 
 SIM_STATE: web.AppKey[SimState] = web.AppKey("sim_state", SimState)
@@ -145,6 +147,8 @@ async def _serve(
     try:
         if faults.hang:
             await asyncio.sleep(3600)
+        await state.released.wait()  # tests order arrivals with ``hold``
+        faults = state.faults
         roll = state.rng.random()
         if roll < faults.error_rate:
             return _error(500, "simulated server error", "server_error")
@@ -297,6 +301,10 @@ def configure(state: SimState, faults: Faults) -> None:
     state.faults = faults
     state.rng = random.Random(faults.seed)
     state.semaphore = asyncio.Semaphore(faults.max_concurrency) if faults.max_concurrency else None
+    if faults.hold:
+        state.released.clear()
+    else:
+        state.released.set()
 
 
 def make_sim_app(

@@ -8,6 +8,7 @@ index snapshots. See :class:`SemanticCache`.
 
 from cache.equivalence import EquivalenceChecker, EquivalenceError, EquivalenceVerdict
 from cache.errors import CacheError, CacheUnavailable, EntryNotFound, PolicyError
+from cache.inflight import Flight, Follow, InFlight, SharedAnswer
 from cache.migrate import migrate, migrate_async
 from cache.normalize import exact_key, normalise_text
 from cache.policy import EVICTIONS, CategoryPolicy, Eviction, PolicySet
@@ -39,11 +40,15 @@ __all__ = [
     "EquivalenceError",
     "EquivalenceVerdict",
     "Eviction",
+    "Flight",
+    "Follow",
+    "InFlight",
     "Neighbour",
     "NewEntry",
     "PolicyError",
     "PolicySet",
     "SemanticCache",
+    "SharedAnswer",
     "Tier",
     "Verdict",
     "exact_key",

@@ -109,6 +109,14 @@ class Metrics:
             ["backend"],
             registry=r,
         )
+        self.coalesced = Counter(
+            "cachegate_coalesced",
+            "Misses that waited for an equivalent request's backend call, by category and "
+            "outcome (served: its answer; retried: it failed, the follower went on; "
+            "timeout: it took longer than cache.coalesce.max_wait_s).",
+            ["category", "outcome"],
+            registry=r,
+        )
         self.fallbacks = Counter(
             "cachegate_backend_fallbacks",
             "Requests answered by another backend than the one chosen first.",

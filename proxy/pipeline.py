@@ -20,7 +20,16 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from backends.backend import Backend, Tier
 from backends.errors import EmbedderError, UpstreamError
 from backends.transport import BackendRequest
-from cache import CacheError, CacheHit, CacheScope, CategoryPolicy, Neighbour
+from cache import (
+    CacheError,
+    CacheHit,
+    CacheScope,
+    CategoryPolicy,
+    Flight,
+    Follow,
+    Neighbour,
+    SharedAnswer,
+)
 from proxy.auth import Principal
 from proxy.errors import InvalidRequest, NotFound
 from proxy.feedback import ResponseRecord
@@ -37,6 +46,9 @@ from router import ExampleCandidate, RouteFeatures, TierLoad, build_messages, es
 from router import select_examples as pick_examples
 
 log = logging.getLogger("cachegate.pipeline")
+
+# Leaders a miss may wait on in turn (each failed) before it calls a backend alone.
+COALESCE_TRIES = 3
 
 
 @dataclass
@@ -132,6 +144,27 @@ class Pipeline:
             hit = await self._lookup(u, trace)
             if hit is not None:
                 return self._hit_response(hit, prepared, principal, u, trace)
+        joined = await self._coalesce(principal, prepared, u, control, trace)
+        if isinstance(joined, Response):
+            return joined
+        try:
+            return await self._call(principal, prepared, u, control, trace, joined)
+        except BaseException:
+            if joined is not None:  # followers go on without this request's answer
+                joined.abandon()
+            raise
+
+    async def _call(
+        self,
+        principal: Principal,
+        prepared: Prepared,
+        u: Understanding,
+        control: CacheControl,
+        trace: Trace,
+        flight: Flight | None,
+    ) -> Response:
+        """Steps 6-9: route, call the backend, relay (and store) its answer."""
+        body, endpoint = prepared.body, trace.endpoint
         primary, cross_tier, neighbours = await self._route(principal, prepared, u, trace)
         examples = self._examples(principal, prepared, u, primary.tier, neighbours, trace)
         send_body = prepared.body
@@ -158,7 +191,7 @@ class Pipeline:
                 category=u.category, examples=examples, reply=pr,
                 neighbour_similarities=[n.similarity for n in neighbours],
             )  # fmt: skip
-        intent = self._store_intent(principal, prepared, u, control, examples)
+        intent = self._store_intent(principal, prepared, u, control, examples, flight)
         relay = Relay(self.s, pr, trace, intent)
         if pr.reply.events is not None:
             return StreamingResponse(
@@ -316,24 +349,42 @@ class Pipeline:
         u: Understanding,
         trace: Trace,
     ) -> Response:
+        answer = SharedAnswer(
+            hit.response, hit.backend, hit.tier, hit.prompt_tokens, hit.completion_tokens
+        )
+        record = ResponseRecord(
+            principal.tenant, u.scope, u.text, u.vector, u.category, hit.entry_id
+        )
+        return self._answer(answer, hit.similarity, record, p, u, trace)
+
+    def _answer(
+        self,
+        answer: SharedAnswer,
+        similarity: float,
+        record: ResponseRecord,
+        p: Prepared,
+        u: Understanding,
+        trace: Trace,
+    ) -> Response:
+        """A stored (or in-flight) answer served without a backend call of its own."""
         m = self.s.metrics
-        trace.similarity = hit.similarity
-        trace.backend = hit.backend
-        m.hit_similarity.labels(u.category).observe(hit.similarity)
-        m.tokens_saved.labels("prompt").inc(hit.prompt_tokens)
-        m.tokens_saved.labels("completion").inc(hit.completion_tokens)
-        origin = self.s.pool.resolve(hit.backend)
+        trace.cache = "hit"
+        trace.similarity = similarity
+        trace.backend = answer.backend
+        m.hit_similarity.labels(u.category).observe(similarity)
+        m.tokens_saved.labels("prompt").inc(answer.prompt_tokens)
+        m.tokens_saved.labels("completion").inc(answer.completion_tokens)
+        origin = self.s.pool.resolve(answer.backend)
         if origin is not None:
-            m.cost_saved.inc(origin.spec.price.cost(hit.prompt_tokens, hit.completion_tokens))
-        body = dict(hit.response)
+            m.cost_saved.inc(origin.spec.price.cost(answer.prompt_tokens, answer.completion_tokens))
+        body = dict(answer.response)
         body["id"] = new_id(trace.endpoint == "chat")
         body["created"] = int(time.time())
-        self.s.responses.add(
-            body["id"],
-            ResponseRecord(principal.tenant, u.scope, u.text, u.vector, u.category, hit.entry_id),
-        )
+        self.s.responses.add(body["id"], record)
         finish(self.s, trace, 200)
-        headers = {**trace.headers(), "x-cachegate-entry": str(hit.entry_id)}
+        headers = trace.headers()
+        if record.entry_id is not None:
+            headers["x-cachegate-entry"] = str(record.entry_id)
         if not p.stream:
             return JSONResponse(body, headers=headers)
         events = replay_events(body, chat=trace.endpoint == "chat", include_usage=p.include_usage)
@@ -347,6 +398,49 @@ class Pipeline:
             media_type="text/event-stream",
             headers={**headers, "Cache-Control": "no-cache"},
         )
+
+    # -- 5b. single-flight: wait for an equivalent request already at a backend ------
+
+    async def _coalesce(
+        self,
+        principal: Principal,
+        p: Prepared,
+        u: Understanding,
+        control: CacheControl,
+        trace: Trace,
+    ) -> Response | Flight | None:
+        """A miss that the cache would answer with an in-flight request's answer waits
+        for it (cache.inflight) and is served it as a hit. Otherwise the flight this
+        request leads (its answer will be shared), or ``None``: it goes alone.
+
+        A failed leader releases its followers, which try again: one leads, the rest
+        follow it. After a few failed leaders a request goes alone."""
+        inflight = self.s.inflight
+        if inflight is None or u.scope is None or u.vector is None:
+            return None
+        cfg = self.s.settings.cache.coalesce
+        follow = not control.no_cache and (cfg.streams or not p.stream)
+        lead = not control.no_store  # a no-store answer is not shared either
+        m = self.s.metrics
+        for _ in range(COALESCE_TRIES):
+            ticket = inflight.enter(u.scope, u.text, u.vector, u.policy, follow=follow, lead=lead)
+            if not isinstance(ticket, Follow):
+                return ticket
+            started = time.perf_counter()
+            answer = await ticket.wait(inflight.clock)
+            m.stage_duration.labels("coalesce_wait").observe(time.perf_counter() - started)
+            if answer is None:
+                m.coalesced.labels(u.category, "retried" if ticket.flight.done else "timeout").inc()
+                continue
+            m.coalesced.labels(u.category, "served").inc()
+            trace.coalesced = True
+            # Feedback on this answer reaches the entry the leader stored (its text).
+            record = ResponseRecord(
+                principal.tenant, u.scope, ticket.flight.text, None, u.category, None,
+                tier=answer.tier,
+            )  # fmt: skip
+            return self._answer(answer, ticket.similarity, record, p, u, trace)
+        return None
 
     # -- 6. route -----------------------------------------------------------------
 
@@ -455,6 +549,7 @@ class Pipeline:
         u: Understanding,
         control: CacheControl,
         examples: tuple[ExampleCandidate, ...],
+        flight: Flight | None,
     ) -> StoreIntent:
         store = u.scope is not None and u.vector is not None and not control.no_store
         return StoreIntent(
@@ -466,4 +561,5 @@ class Pipeline:
             category=u.category,
             policy=u.policy,
             example_ids=tuple(int(e.entry_id) for e in examples),
+            flight=flight,
         )

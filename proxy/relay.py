@@ -16,7 +16,7 @@ from typing import Any
 from backends.backend import Backend, usage_of
 from backends.errors import UpstreamError
 from backends.pool import PoolReply
-from cache import CacheError, CacheScope, CategoryPolicy, NewEntry
+from cache import CacheError, CacheScope, CategoryPolicy, Flight, NewEntry, SharedAnswer
 from proxy.errors import spec_for
 from proxy.feedback import ResponseRecord
 from proxy.services import Services
@@ -36,6 +36,9 @@ class StoreIntent:
     category: str
     policy: CategoryPolicy
     example_ids: tuple[int, ...] = ()
+    # Set when this request leads a flight (cache.inflight): its storable answer is
+    # shared with the equivalent requests waiting for it; any other end abandons it.
+    flight: Flight | None = None
 
 
 def record_usage(services: Services, backend: Backend, body: dict[str, Any] | None) -> None:
@@ -70,7 +73,10 @@ class Relay:
         record_usage(self.s, self.pr.backend, body)
         self._outcome("ok")
         if storable(body):
+            self._share(body)
             self._store(body)
+        else:
+            self._abandon()
         self._log(body.get("id"))
         finish(self.s, self.trace, 200)
         return body
@@ -100,7 +106,12 @@ class Relay:
             yield error_event(str(exc), spec.type, spec.code)
         finally:
             # Runs on client disconnect too (the generator is closed): the backend
-            # request is cancelled and nothing partial is stored.
+            # request is cancelled and nothing partial is stored or shared. Followers
+            # are released first, before anything here can fail or wait.
+            if acc.complete:
+                self._share(acc.body())
+            else:
+                self._abandon()
             await _aclose(events)
             await self.pr.reply.close()
         record_usage(self.s, self.pr.backend, {"usage": acc.usage} if acc.usage else None)
@@ -110,6 +121,18 @@ class Relay:
         self._log(acc.id)
         finish(self.s, self.trace, status)
         yield DONE_EVENT
+
+    def _share(self, body: dict[str, Any]) -> None:
+        flight = self.intent.flight
+        if flight is None:
+            return
+        prompt, completion = usage_of(body)
+        b = self.pr.backend
+        flight.resolve(SharedAnswer(body, b.name, b.tier, prompt, completion))
+
+    def _abandon(self) -> None:
+        if self.intent.flight is not None:
+            self.intent.flight.abandon()
 
     def _outcome(self, outcome: str) -> None:
         b = self.pr.backend

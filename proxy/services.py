@@ -26,6 +26,7 @@ from cache import (
     CacheUnavailable,
     CategoryPolicy,
     EquivalenceChecker,
+    InFlight,
     PolicySet,
     SemanticCache,
 )
@@ -79,6 +80,7 @@ class Services:
     classifier: Classifier | None = None
     router: Router | None = None
     cache: SemanticCache | None = None
+    inflight: InFlight | None = None  # single-flight for misses (cache.coalesce)
     responses: ResponseLog = field(default_factory=ResponseLog)
     utilities: UtilityModel = field(default_factory=UtilityModel)
     shared_utilities: SharedUtilities | None = None  # SQL, shared by replicas
@@ -289,6 +291,10 @@ async def build_services(
         await open_shared_utilities(services, create_table=is_memory(settings.storage.url))
         services.judge = build_judge(services)
     if settings.cache.enabled:
+        if settings.cache.coalesce.enabled:
+            services.inflight = InFlight(
+                services.checker, max_wait_s=settings.cache.coalesce.max_wait_s
+            )
         try:
             services.cache = await open_cache(settings, batching.dim, services.checker)
         except CacheUnavailable as exc:

@@ -181,6 +181,19 @@ class PolicySettings(_Strict):
         return {k: v for k, v in self.model_dump().items() if v is not None}
 
 
+class CoalesceSettings(_Strict):
+    """Single-flight for misses (cache.inflight): a request equivalent to one whose
+    backend call is in flight waits for that answer instead of calling the backend."""
+
+    enabled: bool = True
+    # A streaming client that follows waits for the whole answer before its first
+    # token, instead of its own call's time to first token: off unless asked for.
+    streams: bool = False
+    # The longest a follower waits from the start of the leader's call (then it goes
+    # alone); the backends' default timeout_s.
+    max_wait_s: float = Field(60.0, gt=0, allow_inf_nan=False)
+
+
 class CacheSettings(_Strict):
     enabled: bool = True
     equivalence_check: bool = True
@@ -193,6 +206,7 @@ class CacheSettings(_Strict):
     snapshot_interval_s: float = Field(300.0, ge=0, allow_inf_nan=False)
     default_policy: PolicySettings = PolicySettings()
     policies: dict[str, PolicySettings] = Field(default_factory=dict)
+    coalesce: CoalesceSettings = CoalesceSettings()
 
 
 class CategorySettings(_Strict):

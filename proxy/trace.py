@@ -25,6 +25,7 @@ class Trace:
     route: RouteReason | None = None
     router_score: float | None = None
     examples: int = 0
+    coalesced: bool = False  # answered with an in-flight request's answer
     started: float = field(default_factory=time.perf_counter)
 
     def headers(self) -> dict[str, str]:
@@ -43,6 +44,8 @@ class Trace:
             h["x-cachegate-router-score"] = f"{self.router_score:.4f}"
         if self.examples:
             h["x-cachegate-examples"] = str(self.examples)
+        if self.coalesced:
+            h["x-cachegate-coalesced"] = "true"
         return h
 
     @property
