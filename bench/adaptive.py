@@ -17,7 +17,8 @@ the same factor (``--day-s 30``: a one-day TTL lasts 30 s, the 300 s time-sensit
 backend's real queue, in wall time.
 
 **Variants.** The same requests at the same times go through cachegate twice, each with
-a fresh cache: adaptation off, and on. Printed per phase (warm-up, overload, recovery):
+a fresh cache: adaptation off, and on; single-flight for misses (``cache.coalesce``) is
+on in both unless ``--coalesce off`` (run both ways to see what each buys). Printed per phase (warm-up, overload, recovery):
 calls reaching the large backend, hit rate, false-hit rate (wrong hits / requests),
 latency p50/p99, and the wait of backend calls (their latency minus the simulated
 service time: queueing at the backend plus proxy overhead); then, for the overload,
@@ -26,6 +27,7 @@ time an intent is asked), and how long after the surge the effective policies (c
 thresholds and TTL stretches, read from ``/metrics``) were back at their configured values.
 
     .venv/bin/python -m bench.adaptive run [--day-s 30 --wall-s 140 --surge-at 50 --surge-s 45]
+                                           [--coalesce on|off]
     .venv/bin/python -m bench.adaptive band [--requests 2000 --seeds 1 2 3]
 
 ``band`` fits nothing by itself: it prints, per category, how many misses of a dev-part
@@ -314,6 +316,7 @@ def run(args: argparse.Namespace) -> None:
                 cfg["backends"][1]["ttft_slo_s"] = 1.0
                 cfg["cache"]["policies"] = scaled_policies(timeline)
                 cfg["adaptive"] = {"enabled": variant == "on", "interval_s": 1.0}
+                cfg["cache"]["coalesce"] = {"enabled": args.coalesce == "on"}
                 with cachegate(cfg) as base:
                     results[variant] = asyncio.run(run_variant(base, workload))
     report(args, timeline, workload, room, results)
@@ -331,6 +334,7 @@ def report(
         f"{len(workload.requests)} requests over {timeline.wall_s:.0f} s (Azure conv trace "
         f"arrivals, {args.base_rps} req/s, ×{args.surge} from {timeline.surge_at:.0f} to "
         f"{timeline.surge_end:.0f} s); large backend {args.large_concurrency} at a time; "
+        f"coalescing (single-flight) {args.coalesce} in both variants; "
         f"1 day = {timeline.day_s:.0f} s (TTLs: "
         + ", ".join(f"{c} {timeline.ttl(c):.1f} s" for c in sorted(DEFAULT_POLICIES))
         + ")"
@@ -461,6 +465,12 @@ def main() -> None:
     r.add_argument("--surge", type=float, default=3.0, help="rate multiplier in the surge")
     r.add_argument("--large-concurrency", type=int, default=4)
     r.add_argument("--seed", type=int, default=0)
+    r.add_argument(
+        "--coalesce",
+        choices=("on", "off"),
+        default="on",
+        help="single-flight for misses (cache.coalesce, on by default in cachegate)",
+    )
     b = sub.add_parser("band", help="offline: what relaxing each category would buy")
     b.add_argument("--part", default="dev", choices=("dev", "test"))
     b.add_argument("--requests", type=int, default=2000)

@@ -74,9 +74,11 @@ class Flight:
         text: str,
         vector: Vector,
         started: float,
+        leader: str,
     ) -> None:
         self._registry = registry
         self.key, self.group, self.text, self.vector = key, group, text, vector
+        self.leader = leader  # the leading request's id (followers name it in a header)
         self.started = started
         self.followers = 0  # requests that joined it (they may have given up since)
         self.future: asyncio.Future[SharedAnswer | None] = (
@@ -154,6 +156,7 @@ class InFlight:
         *,
         follow: bool = True,
         lead: bool = True,
+        request_id: str = "",
     ) -> Flight | Follow | None:
         """Follow an equivalent flight (when ``follow``), else lead a new one (when
         ``lead`` and no flight has this exact text), else ``None``: go alone."""
@@ -169,7 +172,7 @@ class InFlight:
                 return Follow(flight, similarity, flight.started + self.max_wait_s)
         if not lead or key in self._by_key:
             return None
-        flight = Flight(self, key, group, text, vector, now)
+        flight = Flight(self, key, group, text, vector, now, request_id)
         self._by_key[key] = flight
         self._by_group.setdefault(group, []).append(flight)
         return flight

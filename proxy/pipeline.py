@@ -423,7 +423,10 @@ class Pipeline:
         lead = not control.no_store  # a no-store answer is not shared either
         m = self.s.metrics
         for _ in range(COALESCE_TRIES):
-            ticket = inflight.enter(u.scope, u.text, u.vector, u.policy, follow=follow, lead=lead)
+            ticket = inflight.enter(
+                u.scope, u.text, u.vector, u.policy,
+                follow=follow, lead=lead, request_id=trace.request_id,
+            )  # fmt: skip
             if not isinstance(ticket, Follow):
                 return ticket
             started = time.perf_counter()
@@ -433,7 +436,7 @@ class Pipeline:
                 m.coalesced.labels(u.category, "retried" if ticket.flight.done else "timeout").inc()
                 continue
             m.coalesced.labels(u.category, "served").inc()
-            trace.coalesced = True
+            trace.coalesced = ticket.flight.leader
             # Feedback on this answer reaches the entry the leader stored (its text).
             record = ResponseRecord(
                 principal.tenant, u.scope, ticket.flight.text, None, u.category, None,

@@ -25,7 +25,7 @@ class Trace:
     route: RouteReason | None = None
     router_score: float | None = None
     examples: int = 0
-    coalesced: bool = False  # answered with an in-flight request's answer
+    coalesced: str | None = None  # the request id whose in-flight answer this got
     started: float = field(default_factory=time.perf_counter)
 
     def headers(self) -> dict[str, str]:
@@ -44,8 +44,8 @@ class Trace:
             h["x-cachegate-router-score"] = f"{self.router_score:.4f}"
         if self.examples:
             h["x-cachegate-examples"] = str(self.examples)
-        if self.coalesced:
-            h["x-cachegate-coalesced"] = "true"
+        if self.coalesced is not None:
+            h["x-cachegate-coalesced"] = self.coalesced
         return h
 
     @property

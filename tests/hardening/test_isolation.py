@@ -4,7 +4,9 @@ different system prompts and histories; no hit may ever cross tenant or context.
 Every hit names its entry (``x-cachegate-entry``); after the run each hit is checked
 against the stored entry: same tenant, same model alias, and the fingerprint of the
 request's own context (computed here with the proxy's normaliser and the policy in
-force), and its answer is the simulator's answer to the stored question.
+force), and its answer is the simulator's answer to the stored question. A hit served
+from a request still in flight (``x-cachegate-coalesced``) names that request instead,
+which must be a miss of the same tenant and context.
 """
 
 from __future__ import annotations
@@ -98,19 +100,32 @@ def test_no_cross_tenant_or_cross_context_hits(embedder: Embedder, tmp_path: Pat
             return {n: s.effective_policy(n).sampling_params for n in names}
 
         params = stack.call(sampling)
-        hits = 0
+        by_id = {h["x-request-id"]: (t, m, h) for t, m, h, _ in results}
+        hits = coalesced = 0
         for tenant, messages, headers, answer in results:
             if headers["x-cachegate-cache"] != "hit":
                 continue
             hits += 1
-            entry = entries[int(headers["x-cachegate-entry"])]
             body = {"model": "auto", "messages": messages}
             expected = normalise_chat(body, params[headers["x-cachegate-category"]])
+            leader_id = headers.get("x-cachegate-coalesced")
+            if leader_id is not None:  # the answer of a request still in flight
+                coalesced += 1
+                leader_tenant, leader_messages, leader_headers = by_id[leader_id]
+                assert leader_headers["x-cachegate-cache"] == "miss"
+                assert leader_tenant == tenant
+                leader_params = params[leader_headers["x-cachegate-category"]]
+                leader_body = {"model": "auto", "messages": leader_messages}
+                leader_fp = normalise_chat(leader_body, leader_params).fingerprint
+                assert leader_fp == expected.fingerprint, (messages, leader_messages)
+                continue
+            entry = entries[int(headers["x-cachegate-entry"])]
             assert entry.tenant == tenant
             assert entry.model_alias == "auto"
             assert entry.fingerprint == expected.fingerprint, (messages, entry)
             assert digest(entry.request_text) in answer
         assert hits > REQUESTS // 4  # the same contexts did hit each other
+        assert coalesced > 0  # at concurrency 32, some repeats met their question in flight
         assert {e.tenant for e in entries.values()} == {"a", "b"}
     finally:
         stack.stop()

@@ -117,7 +117,7 @@ def test_identical_misses_share_one_backend_call(stack: Stack) -> None:
     ids = {first.parse().id}
     for raw in others:
         assert raw.headers["x-cachegate-cache"] == "hit"
-        assert raw.headers["x-cachegate-coalesced"] == "true"
+        assert raw.headers["x-cachegate-coalesced"] == first.headers["x-request-id"]
         assert raw.headers["x-cachegate-similarity"] == "1.0000"
         assert raw.headers["x-cachegate-backend"] == "large"
         assert content(raw) == content(first)
@@ -142,7 +142,7 @@ def test_paraphrase_follows_a_different_number_goes_alone(stack: Stack) -> None:
             first, p, s1, s2 = (f.result(30) for f in (leader, para, sum_q, other_sum))
     finally:
         held.close()
-    assert p.headers["x-cachegate-coalesced"] == "true"
+    assert p.headers["x-cachegate-coalesced"] == first.headers["x-request-id"]
     assert float(p.headers["x-cachegate-similarity"]) < 1.0
     assert content(p) == content(first)
     assert "x-cachegate-coalesced" not in s2.headers  # 17 * 24 is another question
@@ -196,7 +196,10 @@ def test_failed_leader_hands_over_to_one_follower(stack: Stack) -> None:
     finally:
         held.close()
     assert len(stack.received("large")) == 2  # the broken stream and one new leader
-    assert sum(r.headers.get("x-cachegate-coalesced") == "true" for r in others) == 2
+    leads = [r for r in others if "x-cachegate-coalesced" not in r.headers]
+    assert len(leads) == 1  # one follower took over; the other two followed it
+    lead_id = leads[0].headers["x-request-id"]
+    assert sum(r.headers.get("x-cachegate-coalesced") == lead_id for r in others) == 2
     assert len({content(r) for r in others}) == 1
     assert coalesced(stack, "retried") == 3
     assert coalesced(stack, "served") == 2
