@@ -242,3 +242,42 @@ def test_streams_do_not_follow_by_default_and_no_store_does_not_lead(stack: Stac
         held.close()
     assert text == content(first)  # the same simulated answer, but from its own call
     assert in_flight(stack) == 0
+
+
+@pytest.fixture
+def streaming(embedder: Embedder, tmp_path: Path) -> Iterator[Stack]:
+    def configure(cfg: Cfg) -> None:
+        cfg["storage"] = {"url": f"sqlite+aiosqlite:///{tmp_path / 'cache.db'}"}
+        cfg["router"] = {"enabled": False}
+        cfg["cache"] = {"coalesce": {"streams": True}}
+
+    with Stack(embedder, configure=configure) as s:
+        yield s
+
+
+def test_streams_follow_when_configured(streaming: Stack) -> None:
+    q = "How do I merge two dicts in Python?"
+    held = Held(streaming)
+    try:
+        with client(streaming) as c:
+            leader = held.send(lambda: ask(c, q))
+            assert wait_until(lambda: len(streaming.received("large")) == 1)
+
+            def stream() -> tuple[str, str | None]:
+                with c.chat.completions.with_streaming_response.create(
+                    model="large", messages=[{"role": "user", "content": q}], stream=True
+                ) as raw:
+                    text = "".join(
+                        ch.choices[0].delta.content or "" for ch in raw.parse() if ch.choices
+                    )
+                    return text, raw.headers.get("x-cachegate-coalesced")
+
+            streamed = held.send(stream)
+            assert wait_until(lambda: followers(streaming) == [1])
+            held.release()
+            first, (text, led_by) = leader.result(30), streamed.result(30)
+    finally:
+        held.close()
+    assert len(streaming.received("large")) == 1
+    assert led_by == first.headers["x-request-id"]
+    assert text == content(first)  # replayed as a well-formed SSE stream
