@@ -26,7 +26,7 @@ their fit on requests both tiers get right or wrong.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
@@ -104,6 +104,7 @@ class OutcomeMemory:
     vectors: F32
     small_ok: F32
     large_ok: F32
+    _columns: F32 = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         vectors = np.ascontiguousarray(self.vectors, dtype=np.float32)
