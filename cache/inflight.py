@@ -187,15 +187,15 @@ class InFlight:
         now: float,
     ) -> tuple[Flight, float] | None:
         same = self._by_key.get(key)
-        if same is not None and now - same.started >= self.max_wait_s:
-            same.abandon()  # past the wait: nobody may follow it any more
+        if same is not None and self._expired(same, now):
+            same.abandon()
             same = None
         if same is not None:
             return same, 1.0
         flights = self._by_group.get(group)
         if not flights:
             return None
-        recent = [f for f in flights[-MAX_COMPARED:] if now - f.started < self.max_wait_s]
+        recent = [f for f in flights[-MAX_COMPARED:] if not self._expired(f, now)]
         if not recent:
             return None
         q = np.asarray(vector, dtype=np.float32).reshape(-1)
@@ -224,8 +224,12 @@ class InFlight:
             return
         self._next_sweep = now + self.max_wait_s
         for flight in list(self._by_key.values()):
-            if now - flight.started >= self.max_wait_s:
+            if self._expired(flight, now):
                 flight.abandon()
+
+    def _expired(self, flight: Flight, now: float) -> bool:
+        """Past the longest wait: nobody may follow it any more."""
+        return now - flight.started >= self.max_wait_s
 
     def _forget(self, flight: Flight) -> None:
         if self._by_key.get(flight.key) is flight:

@@ -86,6 +86,7 @@ class Relay:
         assert events is not None
         acc = StreamAccumulator(chat=self.trace.endpoint == "chat")
         status = 200
+        answer: dict[str, Any] | None = None  # the assembled answer, when complete
         try:
             async for data in events:
                 acc.add(data)
@@ -109,15 +110,16 @@ class Relay:
             # request is cancelled and nothing partial is stored or shared. Followers
             # are released first, before anything here can fail or wait.
             if acc.complete:
-                self._share(acc.body())
+                answer = acc.body()
+                self._share(answer)
             else:
                 self._abandon()
             await _aclose(events)
             await self.pr.reply.close()
         record_usage(self.s, self.pr.backend, {"usage": acc.usage} if acc.usage else None)
         self._outcome("ok" if status == 200 else "stream_error")
-        if acc.complete:
-            self._store(acc.body())
+        if answer is not None:
+            self._store(answer)
         self._log(acc.id)
         finish(self.s, self.trace, status)
         yield DONE_EVENT

@@ -81,7 +81,10 @@ class Held:
     def release(self) -> None:
         self.stack.set_faults("large", hold=False)
 
-    def close(self) -> None:
+    def __enter__(self) -> Held:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
         self.release()
         self.pool.shutdown()
 
@@ -93,6 +96,15 @@ def coalesced(stack: Stack, outcome: str) -> float:
     return sum(float(v) for v in re.findall(pattern, text, re.M))
 
 
+def stream(c: openai.OpenAI, text: str) -> tuple[str, str | None]:
+    """A streamed answer's text, and the leader it was coalesced with (if any)."""
+    with c.chat.completions.with_streaming_response.create(
+        model="large", messages=[{"role": "user", "content": text}], stream=True
+    ) as raw:
+        answer = "".join(ch.choices[0].delta.content or "" for ch in raw.parse() if ch.choices)
+        return answer, raw.headers.get("x-cachegate-coalesced")
+
+
 def content(raw: Any) -> str:
     text: str = raw.parse().choices[0].message.content
     return text
@@ -100,17 +112,13 @@ def content(raw: Any) -> str:
 
 def test_identical_misses_share_one_backend_call(stack: Stack) -> None:
     q = "How do I reverse a list in Python?"
-    held = Held(stack)
-    try:
-        with client(stack) as c:
-            leader = held.send(lambda: ask(c, q))
-            assert wait_until(lambda: len(stack.received("large")) == 1)
-            rest = [held.send(lambda: ask(c, q)) for _ in range(4)]
-            assert wait_until(lambda: followers(stack) == [4])
-            held.release()
-            first, others = leader.result(30), [f.result(30) for f in rest]
-    finally:
-        held.close()
+    with Held(stack) as held, client(stack) as c:
+        leader = held.send(lambda: ask(c, q))
+        assert wait_until(lambda: len(stack.received("large")) == 1)
+        rest = [held.send(lambda: ask(c, q)) for _ in range(4)]
+        assert wait_until(lambda: followers(stack) == [4])
+        held.release()
+        first, others = leader.result(30), [f.result(30) for f in rest]
     assert len(stack.received("large")) == 1  # one call answered all five
     assert first.headers["x-cachegate-cache"] == "miss"
     assert "x-cachegate-coalesced" not in first.headers
@@ -128,20 +136,16 @@ def test_identical_misses_share_one_backend_call(stack: Stack) -> None:
 
 
 def test_paraphrase_follows_a_different_number_goes_alone(stack: Stack) -> None:
-    held = Held(stack)
-    try:
-        with client(stack) as c:
-            leader = held.send(lambda: ask(c, "How do I reverse a list in Python?"))
-            sum_q = held.send(lambda: ask(c, "What is 17 * 23?"))
-            assert wait_until(lambda: len(stack.received("large")) == 2)
-            para = held.send(lambda: ask(c, "How can I reverse a list in Python?"))
-            assert wait_until(lambda: sorted(followers(stack)) == [0, 1])
-            other_sum = held.send(lambda: ask(c, "What is 17 * 24?"))
-            assert wait_until(lambda: len(stack.received("large")) == 3)
-            held.release()
-            first, p, s1, s2 = (f.result(30) for f in (leader, para, sum_q, other_sum))
-    finally:
-        held.close()
+    with Held(stack) as held, client(stack) as c:
+        leader = held.send(lambda: ask(c, "How do I reverse a list in Python?"))
+        sum_q = held.send(lambda: ask(c, "What is 17 * 23?"))
+        assert wait_until(lambda: len(stack.received("large")) == 2)
+        para = held.send(lambda: ask(c, "How can I reverse a list in Python?"))
+        assert wait_until(lambda: sorted(followers(stack)) == [0, 1])
+        other_sum = held.send(lambda: ask(c, "What is 17 * 24?"))
+        assert wait_until(lambda: len(stack.received("large")) == 3)
+        held.release()
+        first, p, s1, s2 = (f.result(30) for f in (leader, para, sum_q, other_sum))
     assert p.headers["x-cachegate-coalesced"] == first.headers["x-request-id"]
     assert float(p.headers["x-cachegate-similarity"]) < 1.0
     assert content(p) == content(first)
@@ -152,19 +156,15 @@ def test_paraphrase_follows_a_different_number_goes_alone(stack: Stack) -> None:
 
 def test_other_tenant_or_system_prompt_never_follows(stack: Stack) -> None:
     q = "What is the capital of Australia?"
-    held = Held(stack)
-    try:
-        with client(stack, "sk-a") as a, client(stack, "sk-b") as b:
-            leader = held.send(lambda: ask(a, q))
-            assert wait_until(lambda: len(stack.received("large")) == 1)
-            other = held.send(lambda: ask(b, q))
-            french = held.send(lambda: ask(a, q, system="Answer in French."))
-            assert wait_until(lambda: len(stack.received("large")) == 3)
-            assert followers(stack) == [0, 0, 0]  # three flights, nobody waiting
-            held.release()
-            results = [f.result(30) for f in (leader, other, french)]
-    finally:
-        held.close()
+    with Held(stack) as held, client(stack, "sk-a") as a, client(stack, "sk-b") as b:
+        leader = held.send(lambda: ask(a, q))
+        assert wait_until(lambda: len(stack.received("large")) == 1)
+        other = held.send(lambda: ask(b, q))
+        french = held.send(lambda: ask(a, q, system="Answer in French."))
+        assert wait_until(lambda: len(stack.received("large")) == 3)
+        assert followers(stack) == [0, 0, 0]  # three flights, nobody waiting
+        held.release()
+        results = [f.result(30) for f in (leader, other, french)]
     assert all("x-cachegate-coalesced" not in r.headers for r in results)
 
 
@@ -172,29 +172,25 @@ def test_failed_leader_hands_over_to_one_follower(stack: Stack) -> None:
     """A stream the backend breaks off is not storable, so it is not shared: the
     followers try again, one of them leads, the others follow it."""
     q = "Explain what a Python generator is."
-    held = Held(stack)
     stack.set_faults("large", disconnect_after=2)  # streams only
-    try:
-        with client(stack) as c:
+    with Held(stack) as held, client(stack) as c:
 
-            def broken_stream() -> str:
-                chunks = c.chat.completions.create(
-                    model="large", messages=[{"role": "user", "content": q}], stream=True
-                )
-                with pytest.raises(openai.APIError):
-                    for _ in chunks:
-                        pass
-                return "broken"
+        def broken_stream() -> str:
+            chunks = c.chat.completions.create(
+                model="large", messages=[{"role": "user", "content": q}], stream=True
+            )
+            with pytest.raises(openai.APIError):
+                for _ in chunks:
+                    pass
+            return "broken"
 
-            leader = held.send(broken_stream)
-            assert wait_until(lambda: len(stack.received("large")) == 1)
-            rest = [held.send(lambda: ask(c, q)) for _ in range(3)]
-            assert wait_until(lambda: followers(stack) == [3])
-            held.release()
-            assert leader.result(30) == "broken"
-            others = [f.result(30) for f in rest]
-    finally:
-        held.close()
+        leader = held.send(broken_stream)
+        assert wait_until(lambda: len(stack.received("large")) == 1)
+        rest = [held.send(lambda: ask(c, q)) for _ in range(3)]
+        assert wait_until(lambda: followers(stack) == [3])
+        held.release()
+        assert leader.result(30) == "broken"
+        others = [f.result(30) for f in rest]
     assert len(stack.received("large")) == 2  # the broken stream and one new leader
     leads = [r for r in others if "x-cachegate-coalesced" not in r.headers]
     assert len(leads) == 1  # one follower took over; the other two followed it
@@ -207,39 +203,29 @@ def test_failed_leader_hands_over_to_one_follower(stack: Stack) -> None:
 
 def test_streams_do_not_follow_by_default_and_no_store_does_not_lead(stack: Stack) -> None:
     q = "How do I sort a dict by value in Python?"
-    held = Held(stack)
-    try:
-        with client(stack) as c:
-            leader = held.send(lambda: ask(c, q))
-            assert wait_until(lambda: len(stack.received("large")) == 1)
+    with Held(stack) as held, client(stack) as c:
+        leader = held.send(lambda: ask(c, q))
+        assert wait_until(lambda: len(stack.received("large")) == 1)
 
-            def stream() -> str:
-                chunks = c.chat.completions.create(
-                    model="large", messages=[{"role": "user", "content": q}], stream=True
-                )
-                return "".join(ch.choices[0].delta.content or "" for ch in chunks if ch.choices)
-
-            streamed = held.send(stream)
-            assert wait_until(lambda: len(stack.received("large")) == 2)
-            held.release()
-            first, text = leader.result(30), streamed.result(30)
-            # A no-store request does not lead: its duplicate goes alone too.
-            held.stack.set_faults("large", hold=True)
-            private = held.send(
-                lambda: c.chat.completions.with_raw_response.create(
-                    model="large",
-                    messages=[{"role": "user", "content": "Which port does HTTPS use?"}],
-                    extra_headers={"Cache-Control": "no-store"},
-                )
+        streamed = held.send(lambda: stream(c, q))
+        assert wait_until(lambda: len(stack.received("large")) == 2)
+        held.release()
+        first, (text, _) = leader.result(30), streamed.result(30)
+        # A no-store request does not lead: its duplicate goes alone too.
+        held.stack.set_faults("large", hold=True)
+        private = held.send(
+            lambda: c.chat.completions.with_raw_response.create(
+                model="large",
+                messages=[{"role": "user", "content": "Which port does HTTPS use?"}],
+                extra_headers={"Cache-Control": "no-store"},
             )
-            assert wait_until(lambda: len(stack.received("large")) == 3)
-            again = held.send(lambda: ask(c, "Which port does HTTPS use?"))
-            assert wait_until(lambda: len(stack.received("large")) == 4)
-            held.release()
-            assert "x-cachegate-coalesced" not in again.result(30).headers
-            private.result(30)
-    finally:
-        held.close()
+        )
+        assert wait_until(lambda: len(stack.received("large")) == 3)
+        again = held.send(lambda: ask(c, "Which port does HTTPS use?"))
+        assert wait_until(lambda: len(stack.received("large")) == 4)
+        held.release()
+        assert "x-cachegate-coalesced" not in again.result(30).headers
+        private.result(30)
     assert text == content(first)  # the same simulated answer, but from its own call
     assert in_flight(stack) == 0
 
@@ -257,27 +243,14 @@ def streaming(embedder: Embedder, tmp_path: Path) -> Iterator[Stack]:
 
 def test_streams_follow_when_configured(streaming: Stack) -> None:
     q = "How do I merge two dicts in Python?"
-    held = Held(streaming)
-    try:
-        with client(streaming) as c:
-            leader = held.send(lambda: ask(c, q))
-            assert wait_until(lambda: len(streaming.received("large")) == 1)
+    with Held(streaming) as held, client(streaming) as c:
+        leader = held.send(lambda: ask(c, q))
+        assert wait_until(lambda: len(streaming.received("large")) == 1)
 
-            def stream() -> tuple[str, str | None]:
-                with c.chat.completions.with_streaming_response.create(
-                    model="large", messages=[{"role": "user", "content": q}], stream=True
-                ) as raw:
-                    text = "".join(
-                        ch.choices[0].delta.content or "" for ch in raw.parse() if ch.choices
-                    )
-                    return text, raw.headers.get("x-cachegate-coalesced")
-
-            streamed = held.send(stream)
-            assert wait_until(lambda: followers(streaming) == [1])
-            held.release()
-            first, (text, led_by) = leader.result(30), streamed.result(30)
-    finally:
-        held.close()
+        streamed = held.send(lambda: stream(c, q))
+        assert wait_until(lambda: followers(streaming) == [1])
+        held.release()
+        first, (text, led_by) = leader.result(30), streamed.result(30)
     assert len(streaming.received("large")) == 1
     assert led_by == first.headers["x-request-id"]
     assert text == content(first)  # replayed as a well-formed SSE stream
