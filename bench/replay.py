@@ -10,8 +10,9 @@ against each variant in turn, from this process:
   check off, so only its exact tier (and byte-identical vectors) can hit;
 - ``gptcache``: GPTCache 0.1.44 (sqlite + faiss, same MiniLM embedder) as a server process,
   its threshold fitted on the dev part;
-- ``global``: cachegate with one policy for every category, the cosine threshold fitted on
-  the dev part;
+- ``global``: cachegate with one policy for every category: the (cosine, equivalence)
+  threshold pair with the most hits on the dev part within the ``--max-false`` false-hit
+  share (:func:`fit_global`), the best single global policy under the false-hit target;
 - ``cachegate``: cachegate with its built-in per-category policies.
 
 A hit is correct when the served answer names the digest of a text of the request's own
@@ -166,7 +167,7 @@ async def replay(
 
 
 @contextmanager
-def _variant(name: str, small: str, large: str, tmp: Path, global_t: float, gpt_t: float,
+def _variant(name: str, small: str, large: str, tmp: Path, global_p: Policy, gpt_t: float,
              equivalence: bool, router: bool) -> Iterator[str]:  # fmt: skip
     db = tmp / f"{name}.db"
     target: AbstractContextManager[str]
@@ -180,9 +181,7 @@ def _variant(name: str, small: str, large: str, tmp: Path, global_t: float, gpt_
         target = cachegate(cachegate_config(small, large, db, default_policy=policy,
                                             equivalence=False, router=router))  # fmt: skip
     elif name == "global":
-        # One policy for every category: same threshold, TTL, no load relaxation, all enabled.
-        policy = {"enabled": True, "similarity_threshold": global_t, "threshold_floor": global_t,
-                  "ttl_seconds": 86_400.0, "ttl_max_factor": 1.0, "eviction": "lru"}  # fmt: skip
+        policy = global_policy(global_p, EquivalenceChecker.load_default().default_threshold)
         target = cachegate(cachegate_config(small, large, db, default_policy=policy,
                                             equivalence=equivalence, router=router))  # fmt: skip
     elif name == "cachegate":
@@ -194,12 +193,26 @@ def _variant(name: str, small: str, large: str, tmp: Path, global_t: float, gpt_
         yield url
 
 
+def global_policy(global_p: Policy, default_equivalence: float) -> dict[str, Any]:
+    """The config's ``cache.default_policy`` of the ``global`` variant: one policy for
+    every category (same thresholds and TTL, no load relaxation, all enabled).
+
+    Every threshold is set explicitly: a field left out keeps the built-in category's own
+    value (math's and conversation's equivalence threshold is 0.95), and the variant would
+    be partly per-category."""
+    cos_t, eq_t = global_p
+    eq = default_equivalence if eq_t is None else eq_t
+    return {"enabled": True, "similarity_threshold": cos_t, "threshold_floor": cos_t,
+            "equivalence_threshold": eq, "equivalence_floor": eq, "ttl_seconds": 86_400.0,
+            "ttl_max_factor": 1.0, "eviction": "lru"}  # fmt: skip
+
+
 def equivalence_on(args: argparse.Namespace) -> bool:
     return artifact_present("cache", "equivalence.npz") and not args.no_equivalence
 
 
 async def run_variants(args: argparse.Namespace, workload: Workload,
-                       global_t: float, gpt_t: float) -> dict[str, list[Outcome]]:  # fmt: skip
+                       global_p: Policy, gpt_t: float) -> dict[str, list[Outcome]]:  # fmt: skip
     equivalence = equivalence_on(args)
     router = artifact_present("router", "default_router.npz")
     if not equivalence:
@@ -215,7 +228,7 @@ async def run_variants(args: argparse.Namespace, workload: Workload,
         tempfile.TemporaryDirectory() as tmp,
     ):
         for name in args.variants:
-            with _variant(name, small, large, Path(tmp), global_t, gpt_t, equivalence,
+            with _variant(name, small, large, Path(tmp), global_p, gpt_t, equivalence,
                           router) as url:  # fmt: skip
                 use = "sim-large" if name in ("none", "gptcache") else model
                 # One variant failing requests (GPTCache falling behind, say) is reported
@@ -245,12 +258,25 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
     p.add_argument("--max-false", type=float, default=0.01, help="false-hit share the fit allows")
-    p.add_argument("--global-threshold", type=float, help="skip fitting; cosine threshold")
+    p.add_argument(
+        "--global-threshold", type=float, help="skip fitting; the global variant's cosine threshold"
+    )
+    p.add_argument("--global-equivalence", type=float,
+                   help="with --global-threshold: its equivalence threshold (default: the "
+                   "checker's)")  # fmt: skip
     p.add_argument("--gptcache-threshold", type=float, help="skip fitting; GPTCache's own scale")
     p.add_argument("--no-equivalence", action="store_true")
     p.add_argument("--timeout-s", type=float, default=120.0, help="per request")
     p.add_argument("--json", type=Path, help="write summaries here")
     p.add_argument("--dump", type=Path, help="write every request's outcome here (JSONL)")
+    p.add_argument(
+        "--frontier",
+        type=int,
+        nargs="+",
+        metavar="SEED",
+        help="offline on the test part of these seeds: every single global policy of the "
+        "grid against the built-in per-category policies (hits, false hits)",
+    )
     p.add_argument(
         "--fit-policies",
         action="store_true",
@@ -259,32 +285,61 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def fit(args: argparse.Namespace, common: dict[str, Any]) -> tuple[float, float]:
-    """(cosine threshold of the global variant, GPTCache threshold), fitted on dev."""
-    global_t, gpt_t = args.global_threshold, args.gptcache_threshold
-    if global_t is not None or not {"global", "gptcache"} & set(args.variants):
-        global_t = global_t or 0.9
-        return global_t, gpt_t or gptcache_threshold(global_t)
+def fit(args: argparse.Namespace, common: dict[str, Any]) -> tuple[Policy, float]:
+    """(policy of the global variant, GPTCache threshold), fitted on dev."""
+    gpt_t = args.gptcache_threshold
+    if args.global_threshold is not None or not {"global", "gptcache"} & set(args.variants):
+        global_p: Policy = (args.global_threshold or 0.9, args.global_equivalence)
+        return global_p, gpt_t or gptcache_threshold(global_p[0])
     dev = build_workload(part="dev", **common)
     best, _ = fit_threshold(dev.requests, args.max_false)
     print(f"fitted on dev ({len(dev.requests)} requests, disjoint intents), cosine only "
           f"(GPTCache): {best.threshold:.2f} -> {best.hits / best.requests:.1%} hits, "
           f"{best.false_share:.2%} false hits / hits")  # fmt: skip
     gpt_t = gpt_t or gptcache_threshold(best.threshold)
+    global_p = (best.threshold, None)
     if equivalence_on(args):
-        # cachegate's global variant keeps the equivalence check: fit it with the check.
+        # cachegate's global variant keeps the equivalence check: fit both its thresholds.
         checker = EquivalenceChecker.load_default()
-        best, _ = fit_threshold(dev.requests, args.max_false, checker=checker)
-        print(f"  with cachegate's equivalence check (global variant): {best.threshold:.2f} "
-              f"-> {best.hits / best.requests:.1%} hits, "
-              f"{best.false_share:.2%} false hits / hits")  # fmt: skip
-    return best.threshold, gpt_t
+        global_p, hits, wrong = fit_global(dev.requests, checker, args.max_false)
+        print(f"  one policy for all, with cachegate's equivalence check (global variant): "
+              f"{describe(global_p)} -> {hits / len(dev.requests):.1%} hits, "
+              f"{wrong / max(hits, 1):.2%} false hits / hits")  # fmt: skip
+    return global_p, gpt_t
 
 
 POLICY_GRID = (0.80, 0.85, 0.90, 0.93, 0.95, 0.97)  # cosine thresholds
 EQUIVALENCE_GRID = (None, 0.90, 0.95)  # None: the checker's default threshold
 Policy = tuple[float, float | None]  # (cosine threshold, equivalence threshold)
 FALSE_HIT_PRICES = (1, 2, 3, 5, 10, 20, 50, 100)  # missed hits one false hit is worth
+
+
+def describe(policy: Policy) -> str:
+    eq = "the checker's default" if policy[1] is None else f"{policy[1]:.2f}"
+    return f"cosine {policy[0]:.2f}, equivalence {eq}"
+
+
+def fit_global(
+    requests: Sequence[Any], checker: EquivalenceChecker, max_false: float
+) -> tuple[Policy, int, int]:
+    """The one (cosine, equivalence) policy for every category (:data:`POLICY_GRID` x
+    :data:`EQUIVALENCE_GRID`) with the most hits on ``requests`` whose false hits are
+    within ``max_false`` of its hits (ties: fewer false hits, then the strictest); the
+    strictest point when none is. With its hits and false hits."""
+    vecs = embed_texts([r.text for r in requests])
+    one = dict.fromkeys((r.text for r in requests), "all")
+    memo: dict[tuple[str, str], float] = {}
+    default = checker.default_threshold
+    points: list[tuple[Policy, int, int]] = []
+    for t in POLICY_GRID:
+        for e in EQUIVALENCE_GRID:
+            hits, wrong = simulate_categories(requests, vecs, {"all": (t, e)}, checker, memo,
+                                              one)["all"]  # fmt: skip
+            points.append(((t, e), hits, wrong))
+    ok = [p for p in points if p[2] <= max_false * max(p[1], 1)]
+    if not ok:
+        return max(points, key=lambda p: (p[0][0], default if p[0][1] is None else p[0][1]))
+    return max(ok, key=lambda p: (p[1], -p[2], p[0][0], default if p[0][1] is None else p[0][1]))
 
 
 def simulate_categories(
@@ -350,12 +405,12 @@ def classified(requests: Sequence[Any], vecs: Any) -> dict[str, str]:
 
 
 def fit_policies(
-    requests: Sequence[Any], checker: EquivalenceChecker, global_t: float
+    requests: Sequence[Any], checker: EquivalenceChecker, global_p: Policy
 ) -> dict[str, Policy]:
     """Per-category (cosine, equivalence) thresholds fitted on ``requests`` (the dev part).
 
     Requests take the policy of the category cachegate's classifier gives them, as in the
-    proxy. Each category in turn (the others at ``global_t`` and the checker's default) is
+    proxy. Each category in turn (the others at the global policy ``global_p``) is
     replayed at every grid point (:data:`POLICY_GRID` x :data:`EQUIVALENCE_GRID`, plus the
     global policy). For a price ``lam`` of a false hit in missed hits, each category takes
     the point with the most ``hits - lam * false hits`` (ties: fewer false hits, then the
@@ -367,7 +422,7 @@ def fit_policies(
     of = classified(requests, vecs)
     cats = sorted(set(of.values()) - {"creative"})  # not cached by default
     memo: dict[tuple[str, str], float] = {}
-    start: dict[str, Policy] = dict.fromkeys(cats, (global_t, None))
+    start: dict[str, Policy] = dict.fromkeys(cats, global_p)
     base = simulate_categories(requests, vecs, start, checker, memo, of)
     grid: list[Policy] = [(t, e) for t in POLICY_GRID for e in EQUIVALENCE_GRID]
     points: dict[str, dict[Policy, tuple[int, int]]] = {}
@@ -403,18 +458,73 @@ def fit_policies(
     return chosen
 
 
+def builtin_policies() -> dict[str, Policy]:
+    """The (cosine, equivalence) thresholds of ``proxy.wiring.DEFAULT_POLICIES``' cached
+    categories: what the ``cachegate`` variant runs with."""
+    from proxy.wiring import DEFAULT_POLICIES
+
+    return {
+        c: (float(p["similarity_threshold"]), p.get("equivalence_threshold"))
+        for c, p in DEFAULT_POLICIES.items()
+        if p.get("enabled", True)
+    }
+
+
+def frontier(common: dict[str, Any], seeds: Sequence[int], checker: EquivalenceChecker) -> None:
+    """Offline on the test part of each seed (the rule :func:`simulate_categories`
+    replays; it matches the live replay's counts): hits and false hits of every single
+    global policy of the grid, added over ``seeds``, against the built-in per-category
+    policies. Says which global policies the per-category ones beat on both counts, and
+    which beat them on one: a picture of the whole trade-off, not one fitted point."""
+    builtin = builtin_policies()
+    grid = [(t, e) for t in POLICY_GRID for e in EQUIVALENCE_GRID]
+    totals = {p: [0, 0] for p in grid}
+    per = [0, 0]
+    requests = 0
+    memo: dict[tuple[str, str], float] = {}
+    for seed in seeds:
+        test = build_workload(part="test", **{**common, "seed": seed})
+        vecs = embed_texts([r.text for r in test.requests])
+        requests += len(test.requests)
+        one = dict.fromkeys((r.text for r in test.requests), "all")
+        for policy in grid:
+            h, w = simulate_categories(test.requests, vecs, {"all": policy}, checker, memo,
+                                       one)["all"]  # fmt: skip
+            totals[policy][0] += h
+            totals[policy][1] += w
+        res = simulate_categories(test.requests, vecs, builtin, checker, memo,
+                                  classified(test.requests, vecs))  # fmt: skip
+        per[0] += sum(h for h, _ in res.values())
+        per[1] += sum(w for _, w in res.values())
+    print(f"\n#### Single global policies against the built-in per-category ones (test part, "
+          f"seeds {', '.join(map(str, seeds))}: {requests} requests, offline)\n")  # fmt: skip
+    print("| policy | hits | false hits | per-category is |")
+    print("|---|---|---|---|")
+    for policy in grid:
+        h, w = totals[policy]
+        if h <= per[0] and w >= per[1]:
+            verdict = "ahead on both"
+        elif h >= per[0] and w <= per[1]:
+            verdict = "behind on both"
+        else:
+            verdict = "ahead on false hits" if w > per[1] else "ahead on hits"
+        print(f"| global {describe(policy)} | {h} | {w} | {verdict} |")
+    print(f"| **per-category (built-in)** | **{per[0]}** | **{per[1]}** | |")
+
+
 def write_outputs(args: argparse.Namespace, results: dict[str, list[Outcome]],
-                  global_t: float, gpt_t: float) -> None:  # fmt: skip
+                  global_p: Policy, gpt_t: float) -> None:  # fmt: skip
     summaries: dict[str, Summary] = {}
     given = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
     out: dict[str, Any] = {"machine": machine(), "args": given,
-                           "global_threshold": global_t, "gptcache_threshold": gpt_t}  # fmt: skip
+                           "global_threshold": global_p[0], "global_equivalence": global_p[1],
+                           "gptcache_threshold": gpt_t}  # fmt: skip
     for name, outcomes in results.items():
         cats = by_category(outcomes)
         summaries[name] = cats["overall"]
         print(category_table(name, cats))
         out[name] = {c: s.as_dict() for c, s in cats.items()}
-    print(f"\n#### Side by side (global cosine threshold {global_t:.2f}, "
+    print(f"\n#### Side by side (global: {describe(global_p)}; "
           f"GPTCache threshold {gpt_t:.3f})\n")  # fmt: skip
     print(comparison_table(summaries, "none" if "none" in summaries else None))
     if args.json:
@@ -442,24 +552,29 @@ def main(argv: Sequence[str] | None = None) -> None:
           f"({args.trace}, speedup {args.speedup}), intents reused by "
           f"{reuse_ceiling(test.requests):.1%} of requests (a perfect cache's hit rate), "
           f"{paraphrase_repeats(test.requests)} of them in new words")  # fmt: skip
+    if args.frontier:
+        frontier(common, args.frontier, EquivalenceChecker.load_default())
+        return
     if args.fit_policies:
         dev = build_workload(part="dev", **common)
         checker = EquivalenceChecker.load_default()
-        global_t = args.global_threshold or fit_threshold(dev.requests, args.max_false,
-                                                          checker=checker)[0].threshold  # fmt: skip
-        print(f"dev: {len(dev.requests)} requests; global threshold {global_t:.2f}")
-        chosen = fit_policies(dev.requests, checker, global_t)
+        if args.global_threshold is not None:
+            global_p: Policy = (args.global_threshold, args.global_equivalence)
+        else:
+            global_p = fit_global(dev.requests, checker, args.max_false)[0]
+        print(f"dev: {len(dev.requests)} requests; global policy {describe(global_p)}")
+        chosen = fit_policies(dev.requests, checker, global_p)
         vecs = embed_texts([r.text for r in dev.requests])
-        flat: dict[str, Policy] = dict.fromkeys(chosen, (global_t, None))
+        flat: dict[str, Policy] = dict.fromkeys(chosen, global_p)
         of = classified(dev.requests, vecs)
         for name, ts in (("global", flat), ("per-category", chosen)):
             res = simulate_categories(dev.requests, vecs, ts, checker, category_of=of)
             hits, wrong = sum(h for h, _ in res.values()), sum(w for _, w in res.values())
             print(f"dev, {name}: {hits} hits ({hits / len(dev.requests):.1%}), {wrong} false")
         return
-    global_t, gpt_t = fit(args, common)
-    results = asyncio.run(run_variants(args, test, global_t, gpt_t))
-    write_outputs(args, results, global_t, gpt_t)
+    global_p, gpt_t = fit(args, common)
+    results = asyncio.run(run_variants(args, test, global_p, gpt_t))
+    write_outputs(args, results, global_p, gpt_t)
 
 
 if __name__ == "__main__":
