@@ -3,8 +3,9 @@
 Fitting (``fit_threshold``): replays a dev workload offline through a plain cosine cache
 (each miss stored, each request served by its nearest stored request when the cosine is at
 least the threshold) and picks the threshold with the most hits whose false-hit share
-(wrong hits / hits) stays within ``max_false``. Used for GPTCache's threshold and for
-cachegate's single-global-threshold variant. Fitted on families never replayed.
+(wrong hits / hits) stays within ``max_false``. Used for GPTCache's threshold (cachegate's
+single-global-policy variant is fitted with its own rule, ``bench.replay.fit_global``).
+Fitted on families never replayed.
 
 GPTCache server (``python -m bench.baselines serve-gptcache``): GPTCache 0.1.44 as its own
 process in front of the simulated backend, with its sqlite + faiss data manager,
@@ -30,7 +31,6 @@ from aiohttp import web
 
 from bench.embcache import embed_texts
 from bench.workload import Request
-from cache import EquivalenceChecker
 
 
 @dataclass(frozen=True)
@@ -45,62 +45,35 @@ class FitPoint:
         return self.wrong / self.hits if self.hits else 0.0
 
 
-def simulate(
-    requests: Sequence[Request],
-    vecs: np.ndarray,
-    threshold: float,
-    checker: EquivalenceChecker | None = None,
-    candidates: int = 5,
-) -> FitPoint:
-    """A cache over stored misses: without ``checker`` the nearest stored request serves
-    when its cosine reaches ``threshold`` (GPTCache's rule); with it, like cachegate, an
-    exact text match serves, else the best of the ``candidates`` nearest at or above the
-    threshold that the checker accepts."""
+def simulate(requests: Sequence[Request], vecs: np.ndarray, threshold: float) -> FitPoint:
+    """A cache over stored misses: the nearest stored request serves when its cosine
+    reaches ``threshold`` (GPTCache's rule)."""
     stored = np.zeros((len(requests), vecs.shape[1]), dtype=np.float32)
     intents: list[str] = []
-    texts: dict[str, int] = {}
-    stored_texts: list[str] = []
     hits = wrong = 0
     for r, v in zip(requests, vecs, strict=True):
         n = len(intents)
-        j = texts.get(r.text, -1) if checker is not None else -1
-        if j < 0 and n:
+        if n:
             sims = stored[:n] @ v
-            order = np.argsort(-sims)[: candidates if checker is not None else 1]
-            best = -1.0
-            for k in order:
-                if sims[k] < threshold:
-                    break
-                if checker is None:
-                    j = int(k)
-                    break
-                verdict = checker.check(r.text, v, stored_texts[int(k)], stored[int(k)])
-                if verdict.equivalent and verdict.score > best:
-                    j, best = int(k), verdict.score
-        if j >= 0:
-            hits += 1
-            wrong += intents[j] != r.intent
-            continue
+            k = int(np.argsort(-sims)[0])
+            if sims[k] >= threshold:
+                hits += 1
+                wrong += intents[k] != r.intent
+                continue
         stored[n] = v
         intents.append(r.intent)
-        stored_texts.append(r.text)
-        texts.setdefault(r.text, n)
     return FitPoint(threshold, hits, wrong, len(requests))
 
 
 def fit_threshold(
-    requests: Sequence[Request],
-    max_false: float = 0.01,
-    grid: Sequence[float] | None = None,
-    checker: EquivalenceChecker | None = None,
+    requests: Sequence[Request], max_false: float = 0.01, grid: Sequence[float] | None = None
 ) -> tuple[FitPoint, list[FitPoint]]:
     """The threshold with the most hits whose false-hit share is within ``max_false``
     (the highest threshold of the grid when none is)."""
     vecs = embed_texts([r.text for r in requests])
     if grid is None:
-        step, count = (0.05, 6) if checker is not None else (0.01, 30)
-        grid = [round(0.70 + step * i, 2) for i in range(count)]
-    points = [simulate(requests, vecs, t, checker) for t in grid]
+        grid = [round(0.70 + 0.01 * i, 2) for i in range(30)]
+    points = [simulate(requests, vecs, t) for t in grid]
     ok = [p for p in points if p.false_share <= max_false]
     best = max(ok, key=lambda p: p.hits) if ok else points[-1]
     return best, points

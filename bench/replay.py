@@ -319,6 +319,24 @@ def describe(policy: Policy) -> str:
     return f"cosine {policy[0]:.2f}, equivalence {eq}"
 
 
+def strictness(policy: Policy, default_equivalence: float) -> tuple[float, float]:
+    """Sort key: higher is stricter (cosine, then equivalence; ``None`` is the default)."""
+    return policy[0], default_equivalence if policy[1] is None else policy[1]
+
+
+def global_points(
+    requests: Sequence[Any], vecs: Any, checker: EquivalenceChecker,
+    memo: dict[tuple[str, str], float],
+) -> dict[Policy, tuple[int, int]]:  # fmt: skip
+    """(hits, false hits) of every single policy of the grid applied to every request."""
+    one = dict.fromkeys((r.text for r in requests), "all")
+    return {
+        (t, e): simulate_categories(requests, vecs, {"all": (t, e)}, checker, memo, one)["all"]
+        for t in POLICY_GRID
+        for e in EQUIVALENCE_GRID
+    }
+
+
 def fit_global(
     requests: Sequence[Any], checker: EquivalenceChecker, max_false: float
 ) -> tuple[Policy, int, int]:
@@ -327,19 +345,14 @@ def fit_global(
     within ``max_false`` of its hits (ties: fewer false hits, then the strictest); the
     strictest point when none is. With its hits and false hits."""
     vecs = embed_texts([r.text for r in requests])
-    one = dict.fromkeys((r.text for r in requests), "all")
-    memo: dict[tuple[str, str], float] = {}
+    points = global_points(requests, vecs, checker, {})
     default = checker.default_threshold
-    points: list[tuple[Policy, int, int]] = []
-    for t in POLICY_GRID:
-        for e in EQUIVALENCE_GRID:
-            hits, wrong = simulate_categories(requests, vecs, {"all": (t, e)}, checker, memo,
-                                              one)["all"]  # fmt: skip
-            points.append(((t, e), hits, wrong))
-    ok = [p for p in points if p[2] <= max_false * max(p[1], 1)]
+    ok = [p for p, (h, w) in points.items() if w <= max_false * max(h, 1)]
     if not ok:
-        return max(points, key=lambda p: (p[0][0], default if p[0][1] is None else p[0][1]))
-    return max(ok, key=lambda p: (p[1], -p[2], p[0][0], default if p[0][1] is None else p[0][1]))
+        best = max(points, key=lambda p: strictness(p, default))
+    else:
+        best = max(ok, key=lambda p: (points[p][0], -points[p][1], *strictness(p, default)))
+    return best, *points[best]
 
 
 def simulate_categories(
@@ -435,9 +448,9 @@ def fit_policies(
     default = checker.default_threshold
 
     def pick(c: str, lam: float) -> Policy:
-        ranked = [(h - lam * w, -w, p[0], default if p[1] is None else p[1], p)
-                  for p, (h, w) in points[c].items()]  # fmt: skip
-        return max(ranked, key=lambda r: r[:4])[-1]
+        scored = points[c]
+        return max(scored, key=lambda p: (scored[p][0] - lam * scored[p][1], -scored[p][1],
+                                          *strictness(p, default)))  # fmt: skip
 
     total_hits, total_false = sum(h for h, _ in base.values()), sum(w for _, w in base.values())
     best: tuple[int, dict[str, Policy]] | None = None
@@ -478,7 +491,7 @@ def frontier(common: dict[str, Any], seeds: Sequence[int], checker: EquivalenceC
     which beat them on one: a picture of the whole trade-off, not one fitted point."""
     builtin = builtin_policies()
     grid = [(t, e) for t in POLICY_GRID for e in EQUIVALENCE_GRID]
-    totals = {p: [0, 0] for p in grid}
+    totals = dict.fromkeys(grid, (0, 0))
     per = [0, 0]
     requests = 0
     memo: dict[tuple[str, str], float] = {}
@@ -486,12 +499,8 @@ def frontier(common: dict[str, Any], seeds: Sequence[int], checker: EquivalenceC
         test = build_workload(part="test", **{**common, "seed": seed})
         vecs = embed_texts([r.text for r in test.requests])
         requests += len(test.requests)
-        one = dict.fromkeys((r.text for r in test.requests), "all")
-        for policy in grid:
-            h, w = simulate_categories(test.requests, vecs, {"all": policy}, checker, memo,
-                                       one)["all"]  # fmt: skip
-            totals[policy][0] += h
-            totals[policy][1] += w
+        for policy, (h, w) in global_points(test.requests, vecs, checker, memo).items():
+            totals[policy] = (totals[policy][0] + h, totals[policy][1] + w)
         res = simulate_categories(test.requests, vecs, builtin, checker, memo,
                                   classified(test.requests, vecs))  # fmt: skip
         per[0] += sum(h for h, _ in res.values())
