@@ -188,11 +188,36 @@ class TextSignature:
     entities: frozenset[str]
 
 
+# Contractions typed without the apostrophe ("doesnt", "cant", "wont"): read as the
+# negation they are, or "why doesnt anyone answer" / "why won't anyone answer" would
+# differ by a negation.
+_BARE_CONTRACTION = re.compile(
+    r"(?i)\b(do|does|did|is|are|was|were|has|have|had|could|would|should|must|need)nt\b"
+)
+# A year range written short ("2016-17", "2016/17") or long: "2016 to 2017" either way,
+# so that it is neither another number (17) nor a subtraction.
+_YEAR_RANGE = re.compile(r"\b((?:19|20)\d\d)\s*[-/–]\s*((?:19|20)\d\d|\d\d)\b")
+# A list number opening the text ("5. Is it true that …"), pasted along with the question.
+_ENUMERATOR = re.compile(r"^\s*\d{1,2}[.)]\s+(?=[^\W\d_])")
+
+
+def _year_range(match: re.Match[str]) -> str:
+    start, end = match.group(1), match.group(2)
+    if len(end) == 2:
+        if int(end) <= int(start[2:]):
+            return match.group(0)  # "1999-05" is no short range; leave it alone
+        end = start[:2] + end
+    return f"{start} to {end}" if int(end) > int(start) else match.group(0)
+
+
 def _fold(text: str) -> str:
     text = unicodedata.normalize("NFKC", text).replace("’", "'")
+    text = _ENUMERATOR.sub("", text)
     # "don't" -> "do not" so that negation is one word on both sides.
-    text = re.sub(r"(?i)\b(can)'t\b", r"\1 not", text)
-    text = re.sub(r"(?i)\bwon't\b", "will not", text)
+    text = re.sub(r"(?i)\b(can)'?t\b", r"\1 not", text)
+    text = re.sub(r"(?i)\bwon'?t\b", "will not", text)
+    text = _BARE_CONTRACTION.sub(r"\1 not", text)
+    text = _YEAR_RANGE.sub(_year_range, text)
     text = re.sub(
         r"(?i)\b(twenty|thirty|forty|fifty|sixty|seventy|eighty|ninety)-(?=[a-z])", r"\1 ", text
     )
@@ -286,8 +311,8 @@ def _entities(raw: list[str]) -> frozenset[str]:
         opens = i == 0 or raw[i - 1] in _SENTENCE_END
         inner_caps = any(c.isupper() for c in word[1:])
         if (word[0].isupper() and not opens and not title_case) or inner_caps:
-            key = re.sub(r"'s$|\.(com|org|net|in|io)$", "", lower)
-            found.add(_ALIASES.get(key, key))
+            key = re.sub(r"'s$|\.(com|org|net|in|io)$", "", lower).replace(".", "")
+            found.add(_ALIASES.get(key, key))  # "Ph.D" is "PhD", "U.S" is "US"
     return frozenset(found)
 
 
@@ -309,8 +334,14 @@ def signature(text: str) -> TextSignature:
     for token in _TOKEN.findall(folded):
         # "Rs.2000" and "500,1000" are several words; "1,000" and "2.5" are one.
         glued = _NUMBER_UNIT.match(token.lower())
-        if glued is not None and (glued.group(2) in _UNITS or glued.group(2) in _TIME_UNITS):
-            raw.extend(glued.groups())  # "5kg" is "5 kg"
+        if glued is not None and (
+            glued.group(2) in _UNITS
+            or glued.group(2) in _TIME_UNITS
+            or (len(glued.group(2)) > 1 and _NUMBER.match(token.lower()) is None)
+        ):
+            # "5kg" is "5 kg", "128gb" is "128 gb", "3cases" is "3 cases"; "3rd" stays an
+            # ordinal, and a single letter stays glued: "4g" is a model, not four grams.
+            raw.extend(glued.groups())
         elif any(c.isdigit() for c in token) and _NUMBER.match(token.lower()) is None:
             raw.extend(t for t in re.split(r"[.,]", token) if t)
         else:
@@ -328,15 +359,61 @@ def signature(text: str) -> TextSignature:
     )
 
 
+def _one_slip(x: str, y: str) -> bool:
+    """``y`` is ``x`` with one letter dropped, added or two neighbours swapped (a typo:
+    "Shilong" / "Shillong", "Brahma" / "Bramha"); another letter in its place is not."""
+    if len(x) > len(y):
+        x, y = y, x
+    if len(y) - len(x) == 1:
+        return any(y[:i] + y[i + 1 :] == x for i in range(len(y)))
+    if len(x) != len(y):
+        return False
+    diff = [i for i in range(len(x)) if x[i] != y[i]]
+    return (
+        len(diff) == 2
+        and diff[1] == diff[0] + 1
+        and x[diff[0]] == y[diff[1]]
+        and x[diff[1]] == y[diff[0]]
+    )
+
+
+# Names shorter than this are not forgiven a typo: "Iran" / "Iraq" are other places.
+_TYPO_LENGTH = 6
+# Endings that make another form of the same name or word: "Canada" / "Canadian",
+# "Japan" / "Japanese", "Trump" / "Trumps", "flight" / "flights".
+_FORM_ENDINGS = frozenset(
+    _words("s es ed ing er ers n an ans ian ians ean eans ese i is ic ns ish")
+)
+
+
+def same_stem(x: str, y: str) -> bool:
+    """One word is the other with an inflection or demonym ending ("Mexico" / "Mexican").
+
+    A shared beginning alone is not enough: "Austria" / "Australia", "India" / "Indiana"
+    and "Niger" / "Nigeria" are other places, "Microsoft" / "Micromax" other firms."""
+    short, long = sorted((x, y), key=len)
+    if short == long:
+        return True
+    stems = (short, short[:-1]) if short[-1] in "aeiouy" else (short,)
+    return any(
+        len(stem) >= 4 and long.startswith(stem) and long[len(stem) :] in _FORM_ENDINGS
+        for stem in stems
+    )
+
+
 def unmatched_entities(a: TextSignature, b: TextSignature) -> frozenset[str]:
-    """Entities of ``a`` that ``b`` never mentions, capitalised or not."""
-    words_b = {_ALIASES.get(w, w) for w in b.tokens} | b.entities
-    joined_b = "".join(b.tokens)
-    stems_b = {w[:5] for w in words_b if len(w) >= 5}
+    """Entities of ``a`` that ``b`` never mentions, capitalised or not, dotted or not
+    ("M.D" / "MD"), or misspelt by one slip of the keyboard."""
+    words_b = {_ALIASES.get(w, w) for w in (w.replace(".", "") for w in b.tokens)} | b.entities
+    joined_b = "".join(b.tokens).replace(".", "")
+    long_b = [w for w in words_b if len(w) >= _TYPO_LENGTH - 1]
     return frozenset(
         e
         for e in a.entities
-        if e not in words_b and e not in joined_b and not (len(e) >= 5 and e[:5] in stems_b)
+        if e not in words_b
+        and e not in joined_b
+        and not any(same_stem(e, w) for w in words_b if w[:4] == e[:4])
+        and not (len(e) >= _TYPO_LENGTH and any(_one_slip(e, w) for w in long_b))
     )
 
 
@@ -356,6 +433,18 @@ def _units_differ(a: tuple[str, ...], b: tuple[str, ...]) -> bool:
     return False
 
 
+def _with_one(a: TextSignature, b: TextSignature) -> frozenset[str]:
+    """``a``'s numbers, with 1 when ``b`` has it and ``a`` says "one" or "first" (which are
+    not counted as numbers on their own: mostly a pronoun or "for the first time")."""
+    if "1" in b.numbers and "1" not in a.numbers and ("one" in a.tokens or "first" in a.tokens):
+        return a.numbers | {"1"}
+    return a.numbers
+
+
+def _numbers_differ(a: TextSignature, b: TextSignature) -> bool:
+    return a.numbers != b.numbers and _with_one(a, b) != _with_one(b, a)
+
+
 def mismatch_kind(a: TextSignature, b: TextSignature) -> str | None:
     """The first answer-changing part on which ``a`` and ``b`` disagree, if any.
 
@@ -364,7 +453,7 @@ def mismatch_kind(a: TextSignature, b: TextSignature) -> str | None:
     """
     if a.expression and b.expression and a.expression != b.expression:
         return "number" if a.numbers != b.numbers else "operator"
-    if a.numbers and b.numbers and a.numbers != b.numbers:
+    if a.numbers and b.numbers and _numbers_differ(a, b):
         return "number"
     # Only near-identical texts are flagged on negation: with more words changed
     # the sentence is rephrased, a "not" often moves between clauses, and the

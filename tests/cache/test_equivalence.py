@@ -365,3 +365,61 @@ def test_vetoed_pairs_pass_no_threshold(
     assert verdict.reason.startswith("hard_mismatch:")
     assert not verdict.equivalent
     assert verdict.score == 0.0  # below every threshold but 0, and 0 is refused by reason
+
+
+# Spelling differences that say the same thing: the vetoes must not read them as another
+# number, a negation or another name (each of these was a vetoed duplicate in QQP dev).
+SAME_THING = [
+    ("How can I lose 5 kg in one month?", "How can I lose 5 kg in 1 month?"),
+    ("Who won the first game of the series?", "Who won the 1st game of the series?"),
+    ("How much does a 128gb iPhone cost?", "How much does a 128 GB iPhone cost?"),
+    ("Please answer all 3 cases", "Please answer all 3cases"),
+    ("Who will win the Champions League 2016/17?", "Who will win the Champions League 2016-2017?"),
+    (
+        "Who will win the Champions League 2016-17?",
+        "Who will win the Champions League 2016 to 2017?",
+    ),
+    ("5. Is it true that the ban stopped the riots?", "Is it true that the ban stopped the riots?"),
+    ("Why cant we produce oxygen like trees?", "Why can't we produce oxygen like trees?"),
+    ("Why doesnt anyone answer my questions?", "Why won't anyone answer my questions?"),
+    (
+        "Is an M.D a sufficient degree to treat patients?",
+        "Is an MD a sufficient degree to treat patients?",
+    ),
+    ("Which Ph.D specializations suit me?", "Which PhD specializations suit me?"),
+    ("Why would the U.S. not invade Canada?", "Why would the USA not invade Canada?"),
+    ("What is the best time to visit Shilong?", "What is the best time to visit Shillong?"),
+    ("Why do we not pray to Lord Brahma?", "Why do we not pray to Lord Bramha?"),
+]
+# ... while the same spellings still change the answer when the thing itself differs.
+STILL_DIFFERENT = [
+    ("How can I lose 5 kg in one month?", "How can I lose 5 kg in 2 months?", "number"),
+    ("Who won the 3rd game of the series?", "Who won the 1st game of the series?", "number"),
+    ("How much does a 128gb iPhone cost?", "How much does a 64 GB iPhone cost?", "number"),
+    ("Who won the Champions League 2016/17?", "Who won the Champions League 2017/18?", "number"),
+    ("Why cant we produce oxygen like trees?", "Why can we produce oxygen like trees?", "negation"),
+    ("Why doesnt the sun rise in the west?", "Why does the sun rise in the west?", "negation"),
+    ("What is the best time to visit Iran?", "What is the best time to visit Iraq?", "entity"),
+    (
+        "What is the best time to visit Austria?",
+        "What is the best time to visit Australia?",
+        "entity",
+    ),
+    (
+        "What is the best time to visit Colombia?",
+        "What is the best time to visit Columbia?",
+        "entity",
+    ),
+]
+
+
+@pytest.mark.parametrize(("a", "b"), SAME_THING)
+def test_spelling_variants_are_not_vetoed(a: str, b: str) -> None:
+    for first, second in ((a, b), (b, a)):
+        assert hard_mismatch(signature(first), signature(second)) is None, (first, second)
+
+
+@pytest.mark.parametrize(("a", "b", "kind"), STILL_DIFFERENT)
+def test_spelling_rules_keep_real_differences(a: str, b: str, kind: str) -> None:
+    for first, second in ((a, b), (b, a)):
+        assert hard_mismatch(signature(first), signature(second)) == kind, (first, second)
