@@ -175,6 +175,14 @@ class Lexicon:
         row = idf_bucket(word)
         return bool(self.proper[row] >= PROPER_SHARE or self.idf[row] >= self.rare_idf)
 
+    def is_proper(self, word: str) -> bool:
+        """Whether ``word`` is mostly capitalised mid-sentence in the reference corpus."""
+        return bool(self.proper[idf_bucket(word)] >= PROPER_SHARE)
+
+    def is_rare(self, word: str) -> bool:
+        """Whether ``word`` is too rare in the reference corpus to be a common word."""
+        return bool(self.idf[idf_bucket(word)] >= self.rare_idf)
+
 
 @dataclass(frozen=True, slots=True)
 class TextSignature:
@@ -475,12 +483,35 @@ def _content_words(sig: TextSignature) -> set[str]:
     return {w for w in sig.tokens if w.isalpha() and len(w) > 1 and w not in _NOT_CONTENT}
 
 
-def _variant(word: str, others: set[str]) -> bool:
-    """``word`` is another form of one of ``others`` (inflection, compound, alias, typo)."""
+def _one_edit(x: str, y: str) -> bool:
+    """One slip (:func:`_one_slip`) or one letter replaced ("londen" / "london")."""
+    if len(x) == len(y) and sum(p != q for p, q in zip(x, y, strict=True)) == 1:
+        return True
+    return _one_slip(x, y)
+
+
+def _variant(word: str, others: set[str], lexicon: Lexicon) -> bool:
+    """``word`` is another form of one of ``others``: an inflection, an alias, or a typo.
+
+    Between two words written like names (:meth:`Lexicon.is_proper`) the rule is strict:
+    only an inflection or demonym ending (:func:`same_stem`), or one edit where one of the
+    two is rare in the reference corpus (a misspelling is, "iceland" / "ireland" are not),
+    since "austria" / "australia" and "java" / "javascript" name other things. Other rare
+    words vary more freely ("procrastinating" / "procrastination", "bullies" / "bully",
+    "celebs" / "celebrities"): a shared beginning, one inside the other, or close spelling.
+    """
     for other in others:
-        if word[:4] == other[:4] or word in other or other in word:
+        if same_stem(word, other) or _ALIASES.get(word, word) == _ALIASES.get(other, other):
             return True
-        if _ALIASES.get(word, word) == _ALIASES.get(other, other):
+        if lexicon.is_proper(word) and lexicon.is_proper(other):
+            if (
+                min(len(word), len(other)) >= 5
+                and _one_edit(word, other)
+                and (lexicon.is_rare(word) or lexicon.is_rare(other))
+            ):
+                return True
+            continue
+        if word[:4] == other[:4] or word in other or other in word:
             return True
         first, second = sorted((word, other))
         if cydifflib.SequenceMatcher(None, first, second, autojunk=False).ratio() >= 0.8:
@@ -502,8 +533,8 @@ def swapped_name(a: TextSignature, b: TextSignature, lexicon: Lexicon) -> tuple[
         return None
     words_a, words_b = _content_words(a), _content_words(b)
     only_a, only_b = words_a - words_b, words_b - words_a
-    left = [w for w in only_a if not _variant(w, only_b)]
-    right = [w for w in only_b if not _variant(w, only_a)]
+    left = [w for w in only_a if not _variant(w, only_b, lexicon)]
+    right = [w for w in only_b if not _variant(w, only_a, lexicon)]
     if len(left) != 1 or len(right) != 1:
         return None
     if lexicon.names_a_thing(left[0]) and lexicon.names_a_thing(right[0]):
