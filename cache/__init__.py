@@ -7,7 +7,13 @@ index snapshots. See :class:`SemanticCache`.
 """
 
 from cache.equivalence import EquivalenceChecker, EquivalenceError, EquivalenceVerdict
-from cache.errors import CacheError, CacheUnavailable, EntryNotFound, PolicyError
+from cache.errors import (
+    CacheError,
+    CacheUnavailable,
+    EntryNotFound,
+    PolicyError,
+    SpaceMismatch,
+)
 from cache.inflight import Flight, Follow, InFlight, SharedAnswer
 from cache.migrate import migrate, migrate_async
 from cache.normalize import exact_key, normalise_text
@@ -23,6 +29,7 @@ from cache.types import (
     NewEntry,
     Tier,
 )
+from cache.vector_space import VectorSpace
 
 __all__ = [
     "EVICTIONS",
@@ -49,7 +56,9 @@ __all__ = [
     "PolicySet",
     "SemanticCache",
     "SharedAnswer",
+    "SpaceMismatch",
     "Tier",
+    "VectorSpace",
     "Verdict",
     "exact_key",
     "migrate",

@@ -6,6 +6,7 @@ Hierarchy::
     ├── PolicyError        a policy value is out of range (the message names the field)
     ├── CacheUnavailable   the document store cannot be reached; the proxy treats it as a miss
     ├── EntryNotFound      an admin call named an entry that does not exist (or is deleted)
+    ├── SpaceMismatch      the store holds vectors of another embedder than the one given
     └── EquivalenceError   bad argument/artifact of the equivalence check (cache.equivalence)
 
 SQLAlchemy and database-driver errors are translated into ``CacheUnavailable`` at the
@@ -29,3 +30,7 @@ class CacheUnavailable(CacheError):
 
 class EntryNotFound(CacheError, KeyError):
     """No live entry has the given id."""
+
+
+class SpaceMismatch(CacheError):
+    """The store's vectors were written by another embedder (another vector space)."""

@@ -52,5 +52,15 @@ cache_changes = sa.Table(
     sa.Column("at", sa.Float(), nullable=False),
 )
 
+# What the store knows about itself; ``vector_space`` names the embedder whose vectors
+# ``cache_entries.vector`` holds (cache.vector_space).
+cache_meta = sa.Table(
+    "cache_meta",
+    metadata,
+    sa.Column("key", sa.String(64), primary_key=True),
+    sa.Column("value", sa.Text(), nullable=False),
+    sa.Column("updated_at", sa.Float(), nullable=False),
+)
+
 OP_PUT = "put"
 OP_DELETE = "del"

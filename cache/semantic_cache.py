@@ -48,6 +48,8 @@ from cache.types import (
     Tier,
     Vector,
 )
+from cache.vector_space import OnSpaceChange, VectorSpace
+from cache.vector_space import settle as settle_space
 
 log = logging.getLogger(__name__)
 E = cache_entries.c
@@ -130,6 +132,8 @@ class SemanticCache:
         candidates: int = 5,
         doc_cache_size: int = 10_000,
         auto_migrate: bool = True,
+        space: VectorSpace | None = None,
+        on_space_change: OnSpaceChange = "refuse",
     ) -> SemanticCache:
         """Migrates (unless told not to), loads the index and starts the background tasks.
 
@@ -141,12 +145,18 @@ class SemanticCache:
         last save (0: only at close);
         ``checker``: equivalence check run on semantic candidates; ``candidates``: top-k
         semantic candidates checked per lookup; ``doc_cache_size``: documents held in
-        memory (hot hits skip SQL and survive a store outage).
+        memory (hot hits skip SQL and survive a store outage); ``space``: the embedder
+        whose vectors will be stored and looked up, checked against the one that wrote
+        the store (:mod:`cache.vector_space`; ``None`` skips the check), and
+        ``on_space_change``: ``refuse`` or ``flush`` when they differ.
 
-        Raises :class:`CacheUnavailable` when the store cannot be reached at start-up, and
-        :class:`CacheError` for a bad argument or a store holding vectors of another
+        Raises :class:`CacheUnavailable` when the store cannot be reached at start-up,
+        :class:`SpaceMismatch` for a store written by another embedder (with ``refuse``),
+        and :class:`CacheError` for a bad argument or a store holding vectors of another
         dimension.
         """
+        if on_space_change not in ("refuse", "flush"):
+            raise CacheError(f"on_space_change must be refuse or flush, got {on_space_change!r}")
         for name, value in (
             ("dim", dim),
             ("write_queue_size", write_queue_size),
@@ -171,6 +181,12 @@ class SemanticCache:
             await engine.dispose()
             raise CacheUnavailable(f"cannot reach or migrate cache store: {exc}") from exc
         store = DocumentStore(engine)
+        if space is not None:
+            try:
+                await settle_space(store, space, on_space_change, clock())
+            except BaseException:
+                await engine.dispose()
+                raise
         self = cls(
             store,
             dim=dim,

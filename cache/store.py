@@ -22,7 +22,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from cache.errors import CacheUnavailable
-from cache.schema import OP_DELETE, OP_PUT, cache_changes, cache_entries
+from cache.schema import OP_DELETE, OP_PUT, cache_changes, cache_entries, cache_meta
 from cache.types import EntryInfo
 
 _CHANGE_LOCK = 0x63616368  # "cach": serialises change-log writers on PostgreSQL
@@ -316,6 +316,29 @@ class DocumentStore:
         )
         async with self._read() as conn:
             return [_info(r) for r in await conn.execute(stmt)]
+
+    # -- facts about the store ----------------------------------------------------------
+
+    async def claim_meta(self, key: str, value: str, now: float) -> str:
+        """Stores ``value`` under ``key`` unless a value is there; returns the stored one
+        (``value``, or what another replica wrote first: the write lock orders them)."""
+        M = cache_meta.c
+        async with self._write() as conn:
+            stmt = sa.select(M.value).where(M.key == key)
+            stored = (await conn.execute(stmt)).scalar_one_or_none()
+            if stored is not None:
+                return str(stored)
+            await conn.execute(sa.insert(cache_meta).values(key=key, value=value, updated_at=now))
+            return value
+
+    async def set_meta(self, key: str, value: str, now: float) -> None:
+        M = cache_meta.c
+        async with self._write() as conn:
+            stmt = sa.update(cache_meta).where(M.key == key).values(value=value, updated_at=now)
+            if (await conn.execute(stmt)).rowcount == 0:
+                await conn.execute(
+                    sa.insert(cache_meta).values(key=key, value=value, updated_at=now)
+                )
 
     async def count(self, where: sa.ColumnElement[bool]) -> int:
         stmt = sa.select(sa.func.count()).where(where, E.deleted.is_(False))

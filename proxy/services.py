@@ -20,6 +20,7 @@ from backends.circuit import CircuitBreaker
 from backends.embedding import Embedder
 from backends.pool import BackendPool
 from backends.sim import SimServer
+from backends.space import SAME_SPACE_COSINE, agreement, probe, reference_probe
 from backends.transport import HttpTransport, Timeouts, Transport
 from cache import (
     CacheError,
@@ -29,11 +30,13 @@ from cache import (
     InFlight,
     PolicySet,
     SemanticCache,
+    SpaceMismatch,
+    VectorSpace,
 )
 from classifier import Classifier
 from proxy.adaptive import AdaptiveController
 from proxy.auth import Authenticator
-from proxy.errors import Unavailable
+from proxy.errors import SettingsError, Unavailable
 from proxy.feedback import ResponseLog
 from proxy.limits import Limiter
 from proxy.limits_store import OpsStore
@@ -74,6 +77,7 @@ class Services:
     auth: Authenticator
     metrics: Metrics
     embedder: BatchingEmbedder
+    space: VectorSpace  # the embedder's vector space (checked against the cache store)
     policies: PolicySet
     router_config: RouterConfig
     examples: ExampleConfig
@@ -169,6 +173,39 @@ def build_backend(
     return Backend(spec, transport, circuit)
 
 
+def check_space(settings: Settings, space: VectorSpace) -> None:
+    """Refuses an embedder whose vectors are not the space the enabled learned parts
+    (classifier, equivalence check, router: all fitted on all-MiniLM-L6-v2) read."""
+    fit = agreement(space.probe, reference_probe())
+    if fit >= SAME_SPACE_COSINE:
+        return
+    parts = [
+        name
+        for name, on in (
+            ("classifier.enabled", settings.classifier.enabled),
+            (
+                "cache.equivalence_check",
+                settings.cache.enabled and settings.cache.equivalence_check,
+            ),
+            ("router.enabled", settings.router.enabled),
+        )
+        if on
+    ]
+    if parts:
+        raise SettingsError(
+            f"embedder {space.name!r} does not write the all-MiniLM-L6-v2 vectors that the "
+            f"bundled classifier, equivalence check and router were fitted on (probe "
+            f"agreement {fit:.2f} < {SAME_SPACE_COSINE}); set {', '.join(parts)} to false, "
+            "or use the bundled embedder"
+        )
+    log.warning(
+        "embedder %r writes another vector space than the bundled all-MiniLM-L6-v2 (probe "
+        "agreement %.2f): the policies' similarity thresholds were tuned on MiniLM",
+        space.name,
+        fit,
+    )
+
+
 def build_embedder(cfg: EmbedderSettings) -> Embedder:
     if cfg.kind == "sentence-transformers":
         if cfg.model_path is None:
@@ -185,12 +222,14 @@ def build_embedder(cfg: EmbedderSettings) -> Embedder:
 
 
 async def open_cache(
-    settings: Settings, dim: int, checker: EquivalenceChecker | None
+    settings: Settings, space: VectorSpace, checker: EquivalenceChecker | None
 ) -> SemanticCache:
     cfg = settings.cache
     return await SemanticCache.open(
         settings.storage.url,
-        dim=dim,
+        dim=int(space.probe.shape[1]),
+        space=space,
+        on_space_change=cfg.on_embedder_change,
         snapshot_dir=settings.storage.snapshot_dir,
         snapshot_interval_s=cfg.snapshot_interval_s,
         checker=checker,
@@ -214,12 +253,13 @@ async def _keep_opening_cache(services: Services) -> None:
         if services.stopping.is_set():
             return
         try:
-            services.cache = await open_cache(
-                services.settings, services.embedder.dim, services.checker
-            )
+            services.cache = await open_cache(services.settings, services.space, services.checker)
             log.info("cache store reachable again; caching resumed")
         except CacheUnavailable as exc:
             log.warning("cache store still unreachable: %s", exc)
+        except SpaceMismatch as exc:
+            log.error("serving without cache: %s", exc)
+            return
 
 
 async def build_services(
@@ -231,17 +271,19 @@ async def build_services(
 ) -> Services:
     env = os.environ if env is None else env
     transports = transports or {}
+    model: Embedder = (
+        embedder
+        if embedder is not None
+        else await asyncio.to_thread(build_embedder, settings.embedder)
+    )
+    space = VectorSpace(model.name, await asyncio.to_thread(probe, model))
+    check_space(settings, space)
     sims = [await start_simulation(b) for b in settings.backends if b.simulate]
     pool = BackendPool(
         build_backend(b, settings, env, transports.get(b.name)) for b in settings.backends
     )
     metrics = Metrics()
     metrics.add_collector(BackendCollector(lambda: [b.status() for b in pool.backends]))
-    model: Embedder = (
-        embedder
-        if embedder is not None
-        else await asyncio.to_thread(build_embedder, settings.embedder)
-    )
     batching = BatchingEmbedder(
         model, BatchLimits(settings.embedder.max_batch, settings.embedder.max_wait_ms / 1000)
     )
@@ -253,12 +295,25 @@ async def build_services(
         auth=Authenticator.from_settings(settings, env),
         metrics=metrics,
         embedder=batching,
+        space=space,
         policies=build_policies(settings.cache),
         router_config=router_config,
         examples=examples,
         sims=sims,
     )
     metrics.add_collector(CacheCollector(lambda: services.cache_snapshot))
+    try:
+        await _open_parts(services, model)
+    except BaseException:
+        await services.aclose()  # what started before the failure (batcher, tasks, stores)
+        raise
+    return services
+
+
+async def _open_parts(services: Services, model: Embedder) -> None:
+    """Loads the learned parts and opens the stores; the cache last, after everything
+    it is handed (checker, single-flight) exists."""
+    settings = services.settings
     if settings.classifier.enabled:
         load = partial(
             Classifier.load_default, model.embed_batch, extra=build_definitions(settings.categories)
@@ -268,15 +323,15 @@ async def build_services(
         services.classifier = await asyncio.to_thread(load)
     if settings.router.enabled:
         services.router = await asyncio.to_thread(
-            load_router, settings.router.artifact, router_config
+            load_router, settings.router.artifact, services.router_config
         )
     if settings.cache.enabled and settings.cache.equivalence_check:
         services.checker = await asyncio.to_thread(EquivalenceChecker.load_default)
     if settings.adaptive.enabled:
         services.adaptive = AdaptiveController(
-            pool,
+            services.pool,
             lambda: services.policies,
-            metrics,
+            services.metrics,
             build_adaptive(settings.adaptive),
             equivalence_default=services.checker.default_threshold if services.checker else None,
         )
@@ -296,11 +351,10 @@ async def build_services(
                 services.checker, max_wait_s=settings.cache.coalesce.max_wait_s
             )
         try:
-            services.cache = await open_cache(settings, batching.dim, services.checker)
+            services.cache = await open_cache(settings, services.space, services.checker)
         except CacheUnavailable as exc:
             log.error("cache store unreachable at start-up, serving without cache: %s", exc)
             services._reconnects.append(asyncio.create_task(_keep_opening_cache(services)))
-    return services
 
 
 async def open_ops(services: Services) -> None:

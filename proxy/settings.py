@@ -207,6 +207,9 @@ class CacheSettings(_Strict):
     default_policy: PolicySettings = PolicySettings()
     policies: dict[str, PolicySettings] = Field(default_factory=dict)
     coalesce: CoalesceSettings = CoalesceSettings()
+    # The store records which embedder wrote its vectors; when another one starts:
+    # refuse to start, or delete the entries and adopt the new embedder's space.
+    on_embedder_change: Literal["refuse", "flush"] = "refuse"
 
 
 class CategorySettings(_Strict):

@@ -1,0 +1,116 @@
+"""The store remembers which embedder wrote its vectors and refuses (or flushes for)
+another one, on SQLite and on a real PostgreSQL shared by two replicas."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from cache import CacheError, SemanticCache, SpaceMismatch, VectorSpace
+from tests.cache.conftest import POLICY, SCOPE, Clock, entry, unit
+
+
+def space(name: str, seed: int, noise: float = 0.0) -> VectorSpace:
+    """Probe vectors of a made-up model; ``noise`` nudges them as another runtime of the
+    same model would (a cosine of about 0.99 at 0.005)."""
+    rng = np.random.default_rng(seed)
+    probe = rng.normal(size=(8, 384)).astype(np.float32)
+    if noise:
+        probe += np.random.default_rng(seed + 1000).normal(scale=noise * 20, size=probe.shape)
+    return VectorSpace(name, (probe / np.linalg.norm(probe, axis=1, keepdims=True)))
+
+
+MINI = space("all-MiniLM-L6-v2-int8", 1)
+MINI_ELSEWHERE = space("minilm via sentence-transformers", 1, noise=0.005)
+OTHER = space("paraphrase-multilingual-MiniLM-L12-v2", 2)
+
+
+async def _fill(url: str, clock: Clock, n: int = 5) -> None:
+    c = await SemanticCache.open(url, clock=clock, space=MINI)
+    for i in range(n):
+        c.submit(entry(f"question {i}", unit(i)), POLICY)
+    await c.flush()
+    await c.close()
+
+
+async def _live(url: str, clock: Clock, s: VectorSpace, on_change: str = "refuse") -> int:
+    c = await SemanticCache.open(url, clock=clock, space=s, on_space_change=on_change)  # type: ignore[arg-type]
+    try:
+        hits = [
+            await c.lookup(SCOPE, f"question {i}", unit(i), "factual", POLICY) for i in range(5)
+        ]
+        assert c.counters().entries == sum(h is not None for h in hits)
+        return c.counters().entries
+    finally:
+        await c.close()
+
+
+def test_the_same_model_agrees_and_another_does_not() -> None:
+    assert MINI.agreement(MINI_ELSEWHERE) > 0.95
+    assert MINI.agreement(OTHER) < 0.5
+    narrow = VectorSpace("768-wide", np.ones((8, 768), np.float32))
+    assert MINI.agreement(narrow) == -1.0
+    assert VectorSpace.decode(MINI.encode()).agreement(MINI) == pytest.approx(1.0)
+
+
+async def test_same_space_keeps_entries_another_is_refused(sqlite_url: str, clock: Clock) -> None:
+    await _fill(sqlite_url, clock)
+    assert await _live(sqlite_url, clock, MINI_ELSEWHERE) == 5
+    with pytest.raises(SpaceMismatch, match=r"all-MiniLM-L6-v2-int8.*multilingual.*flush"):
+        await SemanticCache.open(sqlite_url, clock=clock, space=OTHER)
+    assert await _live(sqlite_url, clock, MINI) == 5  # refusing changed nothing
+
+
+async def test_flush_deletes_the_old_space_and_adopts_the_new(
+    sqlite_url: str, clock: Clock
+) -> None:
+    await _fill(sqlite_url, clock)
+    assert await _live(sqlite_url, clock, OTHER, "flush") == 0
+    # The store is the new model's now: the old one is refused in turn.
+    with pytest.raises(SpaceMismatch):
+        await SemanticCache.open(sqlite_url, clock=clock, space=MINI)
+    engine = create_async_engine(sqlite_url)
+    async with engine.connect() as conn:
+        reasons = (
+            await conn.execute(sa.text("SELECT DISTINCT delete_reason FROM cache_entries"))
+        ).all()
+    await engine.dispose()
+    assert reasons == [("embedder",)]
+
+
+async def test_a_store_without_a_record_takes_the_first_space(
+    sqlite_url: str, clock: Clock
+) -> None:
+    # A store written before records existed: its entries stay, the embedder is adopted.
+    await _fill(sqlite_url, clock)
+    engine = create_async_engine(sqlite_url)
+    async with engine.begin() as conn:
+        await conn.execute(sa.text("DELETE FROM cache_meta"))
+    await engine.dispose()
+    assert await _live(sqlite_url, clock, MINI_ELSEWHERE) == 5
+    with pytest.raises(SpaceMismatch):
+        await SemanticCache.open(sqlite_url, clock=clock, space=OTHER)
+
+
+async def test_bad_on_space_change_is_refused(sqlite_url: str, clock: Clock) -> None:
+    with pytest.raises(CacheError, match="refuse or flush"):
+        await SemanticCache.open(sqlite_url, clock=clock, space=MINI, on_space_change="drop")  # type: ignore[arg-type]
+
+
+@pytest.mark.postgres
+async def test_replicas_on_postgres_share_one_space(pg_url: str, clock: Clock) -> None:
+    first = await SemanticCache.open(pg_url, clock=clock, space=MINI)
+    try:
+        first.submit(entry("question 0", unit(0)), POLICY)
+        await first.flush()
+        with pytest.raises(SpaceMismatch):
+            await SemanticCache.open(pg_url, clock=clock, space=OTHER)
+        second = await SemanticCache.open(pg_url, clock=clock, space=MINI_ELSEWHERE)
+        try:
+            assert await second.lookup(SCOPE, "question 0", unit(0), "factual", POLICY)
+        finally:
+            await second.close()
+    finally:
+        await first.close()

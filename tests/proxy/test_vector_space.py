@@ -1,0 +1,106 @@
+"""Another embedding model is never mixed with what was learned or stored with MiniLM.
+
+The stand-in for "another model" is the real MiniLM turned by a fixed random rotation:
+its own vectors compare as well as MiniLM's do (so its own cache works), but against
+MiniLM's they are unrelated, as a different model's would be.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import openai
+import pytest
+
+from backends import Matrix, OnnxEmbedder
+from cache import SpaceMismatch
+from proxy.errors import SettingsError
+from proxy.services import build_services
+from proxy.settings import settings_from_mapping
+from tests.stack import Stack, base_config, free_port
+
+Cfg = dict[str, Any]
+
+
+class Rotated:
+    """MiniLM's vectors in another basis: a different vector space of the same width."""
+
+    def __init__(self, inner: OnnxEmbedder) -> None:
+        self.inner = inner
+        q, _ = np.linalg.qr(np.random.default_rng(7).normal(size=(inner.dim, inner.dim)))
+        self.turn = q.astype(np.float32)
+
+    @property
+    def name(self) -> str:
+        return "rotated-minilm"
+
+    @property
+    def dim(self) -> int:
+        return self.inner.dim
+
+    def embed_batch(self, texts: Sequence[str]) -> Matrix:
+        return np.asarray(self.inner.embed_batch(texts) @ self.turn, dtype=np.float32)
+
+
+def learned_parts_off(db: Path, cfg: Cfg | None = None, **cache: Any) -> Cfg:
+    """``cfg`` (a fresh one by default) on a SQLite file, classifier, equivalence check
+    and router off: what another model can run with."""
+    cfg = base_config(free_port(), free_port()) if cfg is None else cfg
+    cfg["storage"] = {"url": f"sqlite+aiosqlite:///{db}"}
+    cfg["classifier"] = {"enabled": False}
+    cfg["router"] = {"enabled": False}
+    cfg["cache"] = {"equivalence_check": False, **cache}
+    return cfg
+
+
+async def test_learned_parts_refuse_another_space(embedder: OnnxEmbedder) -> None:
+    settings = settings_from_mapping(base_config(free_port(), free_port()))
+    with pytest.raises(SettingsError) as err:
+        await build_services(settings, embedder=Rotated(embedder))
+    message = str(err.value)
+    assert "rotated-minilm" in message and "all-MiniLM-L6-v2" in message
+    for key in ("classifier.enabled", "cache.equivalence_check", "router.enabled"):
+        assert key in message
+
+
+async def test_store_of_another_embedder_is_refused(embedder: OnnxEmbedder, tmp_path: Path) -> None:
+    db = tmp_path / "cache.db"
+    services = await build_services(settings_from_mapping(learned_parts_off(db)), embedder=embedder)
+    await services.aclose()
+    other = settings_from_mapping(learned_parts_off(db))
+    with pytest.raises(
+        SpaceMismatch, match=r"all-MiniLM-L6-v2.*rotated-minilm.*on_embedder_change"
+    ):
+        await build_services(other, embedder=Rotated(embedder))
+
+
+def _ask(stack: Stack, text: str) -> str:
+    with openai.OpenAI(base_url=stack.url + "/v1", api_key="x", max_retries=0) as client:
+        raw = client.chat.completions.with_raw_response.create(
+            model="large", messages=[{"role": "user", "content": text}]
+        )
+    return raw.headers["x-cachegate-cache"]
+
+
+def test_flush_on_embedder_change_starts_the_cache_afresh(
+    embedder: OnnxEmbedder, tmp_path: Path
+) -> None:
+    db = tmp_path / "cache.db"
+    question, paraphrase = (
+        "How do I reverse a list in Python?",
+        "How can I reverse a list in Python?",
+    )
+    with Stack(embedder, configure=lambda c: learned_parts_off(db, c)) as minilm:
+        assert _ask(minilm, question) == "miss"
+        minilm.flush_writes()
+        assert _ask(minilm, paraphrase) == "hit"
+    flush = {"on_embedder_change": "flush"}
+    with Stack(Rotated(embedder), configure=lambda c: learned_parts_off(db, c, **flush)) as rotated:
+        # MiniLM's entry is gone (kept, the exact tier would have served it) ...
+        assert _ask(rotated, question) == "miss"
+        rotated.flush_writes()
+        # ... and the new model's own entries serve paraphrases as MiniLM's did.
+        assert _ask(rotated, paraphrase) == "hit"
