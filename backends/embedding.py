@@ -72,6 +72,7 @@ class OnnxEmbedder:
         device: str = "auto",
         threads: int = 1,
         name: str = "all-MiniLM-L6-v2-int8",
+        quantize: str = "none",
     ) -> None:
         # Imported here, not at module level, so importing ``backends`` stays
         # cheap for code that never embeds (the CLI's migrate, the sim backend).
@@ -80,6 +81,8 @@ class OnnxEmbedder:
 
         if max_tokens < 8 or max_tokens > 512:
             raise EmbedderError(f"max_tokens must be within [8, 512], got {max_tokens}")
+        if quantize not in ("none", "int8"):
+            raise EmbedderError(f"quantize must be none or int8, got {quantize!r}")
         model_path = model_path or default_model_path()
         tokenizer_path = tokenizer_path or default_tokenizer_path()
         try:
@@ -93,10 +96,18 @@ class OnnxEmbedder:
             options.intra_op_num_threads = threads
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         providers = _providers(device, ort.get_available_providers())
+        model: str | bytes = str(model_path)
+        if quantize == "int8":
+            if providers[0] != "CPUExecutionProvider":
+                raise EmbedderError(
+                    "quantize int8 is for CPUs (a GPU runs the float model faster); "
+                    "set device: cpu, or quantize: none"
+                )
+            from backends.quantize import dynamic_int8
+
+            model, name = dynamic_int8(model_path), name + "-dynamic"
         try:
-            self._session = ort.InferenceSession(
-                str(model_path), sess_options=options, providers=providers
-            )
+            self._session = ort.InferenceSession(model, sess_options=options, providers=providers)
         except (RuntimeError, ValueError, OSError) as exc:
             raise EmbedderError(f"cannot load ONNX model {model_path}: {exc}") from exc
         self._input_names = {i.name for i in self._session.get_inputs()}

@@ -25,9 +25,11 @@ _default: Embedder | None = None
 
 
 def default_embedder() -> Embedder:
+    """The bundled embedder; with ``CACHEGATE_EMBED_QUANTIZE=int8`` in the environment, its
+    int8 variant (``embedder.quantize: int8``), so that the quality benchmarks can score it."""
     global _default  # one model per process; scripts call this many times
     if _default is None:
-        _default = OnnxEmbedder()
+        _default = OnnxEmbedder(quantize=os.environ.get("CACHEGATE_EMBED_QUANTIZE", "none"))
     return _default
 
 

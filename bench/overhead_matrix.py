@@ -150,14 +150,20 @@ async def measure(args: argparse.Namespace) -> None:
     print(f"machine: {machine()}")
     print(f"equivalence check: {'on' if equivalence else 'off (artifact not committed)'}; "
           f"router: {'on' if router else 'off (artifact not committed)'}; model pinned: large; "
-          f"backend latency scale: {args.backend_latency_scale}")  # fmt: skip
+          f"backend latency scale: {args.backend_latency_scale}; "
+          f"embedder arithmetic: {'int8' if args.quantize == 'int8' else 'float'}")  # fmt: skip
     with (
         sim("small", args.backend_latency_scale) as small,
         sim("large", args.backend_latency_scale) as large,
         tempfile.TemporaryDirectory() as tmp,
         cachegate(
             cachegate_config(
-                small, large, Path(tmp) / "o.db", equivalence=equivalence, router=router
+                small,
+                large,
+                Path(tmp) / "o.db",
+                equivalence=equivalence,
+                router=router,
+                quantize=args.quantize,
             )
         ) as proxy,  # fmt: skip
     ):
@@ -216,6 +222,12 @@ def main() -> None:
     p.add_argument("--hit-prompts", type=int, default=300)
     p.add_argument("--rates", type=float, nargs="+", default=[10, 20, 40, 80, 120, 160])
     p.add_argument("--sweep-seconds", type=float, default=10.0)
+    p.add_argument(
+        "--quantize",
+        choices=["none", "int8"],
+        default="none",
+        help="cachegate's embedder.quantize (int8 needs the int8 extra: onnx)",
+    )
     p.add_argument(
         "--backend-latency-scale",
         type=float,

@@ -100,6 +100,7 @@ def cachegate_config(
     default_policy: dict[str, Any] | None = None,
     equivalence: bool = True,
     router: bool = True,
+    quantize: str = "none",
 ) -> dict[str, Any]:
     """A bench config: both sims with the default prices, keys off on loopback.
 
@@ -121,6 +122,7 @@ def cachegate_config(
         "backends": backends,
         "cache": {"equivalence_check": equivalence, "default_policy": policy},
         "router": {"enabled": router},
+        "embedder": {"quantize": quantize},
     }
 
 

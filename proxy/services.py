@@ -218,6 +218,7 @@ def build_embedder(cfg: EmbedderSettings) -> Embedder:
         max_tokens=cfg.max_tokens,
         device=cfg.device,
         threads=cfg.threads,
+        quantize=cfg.quantize,
     )
 
 

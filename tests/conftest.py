@@ -15,6 +15,12 @@ def embedder() -> OnnxEmbedder:
     return OnnxEmbedder()
 
 
+@pytest.fixture(scope="session")
+def int8_embedder() -> OnnxEmbedder:
+    """The same model with int8 arithmetic (embedder.quantize: int8), built once."""
+    return OnnxEmbedder(quantize="int8", device="cpu")
+
+
 @pytest.fixture
 def stack(embedder: OnnxEmbedder) -> Iterator[Stack]:
     with Stack(embedder) as s:

@@ -5,9 +5,10 @@ import asyncio
 import numpy as np
 import pytest
 
-from backends import OnnxEmbedder
+from backends import EmbedderError, OnnxEmbedder
 from backends.batcher import BatchingEmbedder
 from backends.embedding import length_buckets
+from backends.space import SAME_SPACE_COSINE, agreement, probe, reference_probe
 
 SHORT = ["What is the capital of France?", "How do I boil an egg?", "Who wrote Hamlet?"]
 LONG = " ".join(["The quick brown fox jumps over the lazy dog near the river bank."] * 20)
@@ -48,3 +49,28 @@ def test_concurrent_callers_share_calls_and_get_their_own_vector(embedder: OnnxE
     expected = embedder.embed_batch(SHORT)
     for k, vec in enumerate(vectors):
         assert float(vec @ expected[k % 3]) == pytest.approx(1.0, abs=1e-3)
+
+
+def test_int8_embedder_stays_in_the_float_models_space(
+    embedder: OnnxEmbedder, int8_embedder: OnnxEmbedder
+) -> None:
+    texts = [
+        "How do I reverse a list in Python?",
+        "How can I reverse a list in Python?",
+        "What is the capital of France?",
+        "Tell me a joke about cats.",
+    ]
+    exact, quick = embedder.embed_batch(texts), int8_embedder.embed_batch(texts)
+    assert int8_embedder.name == "all-MiniLM-L6-v2-int8-dynamic"
+    assert np.allclose(np.linalg.norm(quick, axis=1), 1.0, atol=1e-5)
+    assert np.min(np.sum(exact * quick, axis=1)) > 0.97  # each text: nearly the same vector
+    assert np.max(np.abs(exact - quick)) > 1e-4  # ... but int8 arithmetic did run
+    assert agreement(probe(int8_embedder), reference_probe()) >= SAME_SPACE_COSINE
+    # Paraphrase above unrelated, across the two: a float store answers int8 queries.
+    cross = quick @ exact.T
+    assert cross[1, 0] > 0.9 and cross[1, 0] > cross[1, 2] + 0.5
+
+
+def test_unknown_quantisation_is_refused() -> None:
+    with pytest.raises(EmbedderError, match="none or int8"):
+        OnnxEmbedder(quantize="int4")

@@ -104,3 +104,19 @@ def test_flush_on_embedder_change_starts_the_cache_afresh(
         rotated.flush_writes()
         # ... and the new model's own entries serve paraphrases as MiniLM's did.
         assert _ask(rotated, paraphrase) == "hit"
+
+
+def test_int8_embedder_keeps_the_learned_parts_and_the_store(
+    embedder: OnnxEmbedder, int8_embedder: OnnxEmbedder, tmp_path: Path
+) -> None:
+    # embedder.quantize: int8 moves vectors by about 1 %: the same space, so classifier,
+    # equivalence check and router stay on and a store written by the float model serves
+    # its queries.
+    def on_file(cfg: Cfg) -> None:
+        cfg["storage"] = {"url": f"sqlite+aiosqlite:///{tmp_path / 'cache.db'}"}
+
+    with Stack(embedder, configure=on_file) as exact:
+        assert _ask(exact, "How do I reverse a list in Python?") == "miss"
+        exact.flush_writes()
+    with Stack(int8_embedder, configure=on_file) as quick:
+        assert _ask(quick, "How can I reverse a list in Python?") == "hit"
