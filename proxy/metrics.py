@@ -144,6 +144,8 @@ class Metrics:
         )
         self.build_info = Info("cachegate_build", "cachegate build information.", registry=r)
         self.build_info.info({"version": _version()})
+        # Which model embeds (and so which vector space the cache holds): set at start-up.
+        self.embedder_info = Info("cachegate_embedder", "The embedding model in use.", registry=r)
         self.up = Gauge("cachegate_up", "1 while the proxy is serving.", registry=r)
 
     def add_collector(self, collector: Collector) -> None:

@@ -284,6 +284,7 @@ async def build_services(
         build_backend(b, settings, env, transports.get(b.name)) for b in settings.backends
     )
     metrics = Metrics()
+    metrics.embedder_info.info({"name": model.name, "dim": str(model.dim)})
     metrics.add_collector(BackendCollector(lambda: [b.status() for b in pool.backends]))
     batching = BatchingEmbedder(
         model, BatchLimits(settings.embedder.max_batch, settings.embedder.max_wait_ms / 1000)

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import httpx
 import numpy as np
 import openai
 import pytest
@@ -120,3 +121,7 @@ def test_int8_embedder_keeps_the_learned_parts_and_the_store(
         exact.flush_writes()
     with Stack(int8_embedder, configure=on_file) as quick:
         assert _ask(quick, "How can I reverse a list in Python?") == "hit"
+        metrics = httpx.get(quick.url + "/metrics", timeout=10).text
+        assert (
+            'cachegate_embedder_info{dim="384",name="all-MiniLM-L6-v2-int8-dynamic"} 1.0' in metrics
+        )
