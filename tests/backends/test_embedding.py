@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -74,3 +75,14 @@ def test_int8_embedder_stays_in_the_float_models_space(
 def test_unknown_quantisation_is_refused() -> None:
     with pytest.raises(EmbedderError, match="none or int8"):
         OnnxEmbedder(quantize="int4")
+
+
+def test_missing_or_broken_model_file_is_an_embedder_error(tmp_path: Path) -> None:
+    # ONNX Runtime's own exceptions (NoSuchFile, InvalidProtobuf) derive from Exception
+    # only; they must still arrive as EmbedderError, which start-up reports in one line.
+    with pytest.raises(EmbedderError, match="cannot load ONNX model"):
+        OnnxEmbedder(tmp_path / "nowhere.onnx")
+    broken = tmp_path / "broken.onnx"
+    broken.write_bytes(b"not a model")
+    with pytest.raises(EmbedderError, match="cannot load ONNX model"):
+        OnnxEmbedder(broken)
