@@ -111,6 +111,7 @@ class OnnxEmbedder:
             options.intra_op_num_threads = threads
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         providers = _providers(device, ort.get_available_providers())
+        self._errors = ort_errors()
         model: str | bytes = str(model_path)
         if quantize == "int8":
             if providers[0] != "CPUExecutionProvider":
@@ -123,7 +124,7 @@ class OnnxEmbedder:
             model, name = dynamic_int8(model_path), name + "-dynamic"
         try:
             self._session = ort.InferenceSession(model, sess_options=options, providers=providers)
-        except ort_errors() as exc:
+        except self._errors as exc:
             raise EmbedderError(f"cannot load ONNX model {model_path}: {exc}") from exc
         self._input_names = {i.name for i in self._session.get_inputs()}
         output = self._session.get_outputs()[0]
@@ -166,7 +167,7 @@ class OnnxEmbedder:
             feeds["token_type_ids"] = np.zeros_like(ids)
         try:
             (hidden,) = self._session.run(None, feeds)[:1]
-        except Exception as exc:  # onnxruntime raises its own untyped Fail/RuntimeError types
+        except self._errors as exc:
             raise EmbedderError(f"embedding failed: {exc}") from exc
         weights = mask[:, :, None].astype(np.float32)
         pooled = (hidden * weights).sum(axis=1) / np.clip(weights.sum(axis=1), 1e-9, None)
