@@ -7,6 +7,7 @@ MiniLM's they are unrelated, as a different model's would be.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -17,11 +18,12 @@ import openai
 import pytest
 
 from backends import Matrix, OnnxEmbedder
-from cache import SpaceMismatch
+from backends.space import probe
+from cache import SemanticCache, SpaceMismatch, VectorSpace
 from proxy.errors import SettingsError
 from proxy.services import build_services
 from proxy.settings import settings_from_mapping
-from tests.stack import Stack, base_config, free_port
+from tests.stack import Stack, base_config, free_port, wait_until
 
 Cfg = dict[str, Any]
 
@@ -125,3 +127,33 @@ def test_int8_embedder_keeps_the_learned_parts_and_the_store(
         assert (
             'cachegate_embedder_info{dim="384",name="all-MiniLM-L6-v2-int8-dynamic"} 1.0' in metrics
         )
+
+
+def test_store_back_after_startup_with_another_model_stays_unused(
+    embedder: OnnxEmbedder, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The store is unreachable when cachegate starts (its folder does not exist yet), so
+    # it serves without a cache and retries; meanwhile another model claims the store.
+    # When the retry reaches it, cachegate must keep serving without it, not mix spaces.
+    folder = tmp_path / "later"
+    other = Rotated(embedder)
+    claim = VectorSpace(other.name, probe(other))
+
+    def on_later_store(cfg: Cfg) -> None:
+        learned_parts_off(folder / "cache.db", cfg)
+
+    with Stack(embedder, configure=on_later_store) as stack:
+        assert _ask(stack, "What is the capital of France?") == "bypass"
+        folder.mkdir()
+
+        async def claimed() -> None:
+            cache = await SemanticCache.open(
+                f"sqlite+aiosqlite:///{folder / 'cache.db'}", space=claim
+            )
+            await cache.close()
+
+        asyncio.run(claimed())
+        refused = "holds vectors of embedder 'rotated-minilm'"
+        assert wait_until(lambda: refused in caplog.text, timeout=15)
+        stack.flush_writes()
+        assert _ask(stack, "What is the capital of France?") == "bypass"
