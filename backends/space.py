@@ -8,7 +8,9 @@ against those, so the space is checked where it can go wrong: at start-up, again
 bundled artifacts and against the store. A name cannot tell (the same model runs under
 ONNX Runtime or sentence-transformers, from any path); the vectors of :data:`PROBES`
 can: the same model gives near-identical vectors for them (cosine above 0.99 across
-runtimes and quantisations), another model unrelated ones.
+runtimes and quantisations), another model unrelated ones. Comparing two probes, and
+the threshold for "the same space", are ``cache.vector_space``'s (one rule for the
+artifacts and the store).
 
 ``python -m backends.space`` rewrites ``backends/data/minilm_probe.npz`` from the
 bundled embedder.
@@ -37,26 +39,12 @@ PROBES: tuple[str, ...] = (
     "Photosynthesis converts light energy into chemical energy stored in glucose.",
     "Is it safe to drink coffee during pregnancy?",
 )
-# Lowest per-probe cosine at which two embedders count as writing the same space. The
-# bundled export against the same model with int8 activations too measured 0.992 at
-# worst; unrelated vectors (another model, or the probes in another order) about 0.
-SAME_SPACE_COSINE = 0.95
 REFERENCE = "minilm_probe.npz"
 
 
 def probe(embedder: Embedder) -> Matrix:
     """The embedder's vectors of :data:`PROBES`, one row each."""
     return np.asarray(embedder.embed_batch(list(PROBES)), dtype=np.float32)
-
-
-def agreement(a: Matrix, b: Matrix) -> float:
-    """The lowest cosine between matching rows of two probe matrices; -1 when their
-    shapes differ (another dimension is another space)."""
-    if a.shape != b.shape or a.ndim != 2:
-        return -1.0
-    na = a / np.clip(np.linalg.norm(a, axis=1, keepdims=True), 1e-12, None)
-    nb = b / np.clip(np.linalg.norm(b, axis=1, keepdims=True), 1e-12, None)
-    return float(np.min(np.sum(na * nb, axis=1)))
 
 
 def reference_probe() -> Matrix:

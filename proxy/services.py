@@ -20,7 +20,7 @@ from backends.circuit import CircuitBreaker
 from backends.embedding import Embedder
 from backends.pool import BackendPool
 from backends.sim import SimServer
-from backends.space import SAME_SPACE_COSINE, agreement, probe, reference_probe
+from backends.space import probe, reference_probe
 from backends.transport import HttpTransport, Timeouts, Transport
 from cache import (
     CacheError,
@@ -33,6 +33,7 @@ from cache import (
     SpaceMismatch,
     VectorSpace,
 )
+from cache.vector_space import SAME_SPACE_COSINE
 from classifier import Classifier
 from proxy.adaptive import AdaptiveController
 from proxy.auth import Authenticator
@@ -176,7 +177,7 @@ def build_backend(
 def check_space(settings: Settings, space: VectorSpace) -> None:
     """Refuses an embedder whose vectors are not the space the enabled learned parts
     (classifier, equivalence check, router: all fitted on all-MiniLM-L6-v2) read."""
-    fit = agreement(space.probe, reference_probe())
+    fit = space.agreement(VectorSpace("all-MiniLM-L6-v2", reference_probe()))
     if fit >= SAME_SPACE_COSINE:
         return
     parts = [

@@ -9,7 +9,9 @@ import pytest
 from backends import EmbedderError, OnnxEmbedder
 from backends.batcher import BatchingEmbedder
 from backends.embedding import length_buckets
-from backends.space import SAME_SPACE_COSINE, agreement, probe, reference_probe
+from backends.space import probe, reference_probe
+from cache import VectorSpace
+from cache.vector_space import SAME_SPACE_COSINE
 
 SHORT = ["What is the capital of France?", "How do I boil an egg?", "Who wrote Hamlet?"]
 LONG = " ".join(["The quick brown fox jumps over the lazy dog near the river bank."] * 20)
@@ -66,7 +68,8 @@ def test_int8_embedder_stays_in_the_float_models_space(
     assert np.allclose(np.linalg.norm(quick, axis=1), 1.0, atol=1e-5)
     assert np.min(np.sum(exact * quick, axis=1)) > 0.97  # each text: nearly the same vector
     assert np.max(np.abs(exact - quick)) > 1e-4  # ... but int8 arithmetic did run
-    assert agreement(probe(int8_embedder), reference_probe()) >= SAME_SPACE_COSINE
+    quick_space = VectorSpace(int8_embedder.name, probe(int8_embedder))
+    assert quick_space.agreement(VectorSpace("ref", reference_probe())) >= SAME_SPACE_COSINE
     # Paraphrase above unrelated, across the two: a float store answers int8 queries.
     cross = quick @ exact.T
     assert cross[1, 0] > 0.9 and cross[1, 0] > cross[1, 2] + 0.5

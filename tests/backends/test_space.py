@@ -5,7 +5,13 @@ from __future__ import annotations
 import numpy as np
 
 from backends import OnnxEmbedder
-from backends.space import SAME_SPACE_COSINE, agreement, probe, reference_probe
+from backends.space import probe, reference_probe
+from cache import VectorSpace
+from cache.vector_space import SAME_SPACE_COSINE
+
+
+def agreement(a: np.ndarray, b: np.ndarray) -> float:
+    return VectorSpace("a", a).agreement(VectorSpace("b", b))
 
 
 def test_reference_is_the_bundled_embedders_probe(embedder: OnnxEmbedder) -> None:
