@@ -12,6 +12,7 @@ from cache.errors import (
     CacheUnavailable,
     EntryNotFound,
     PolicyError,
+    SpaceChanged,
     SpaceMismatch,
 )
 from cache.inflight import Flight, Follow, InFlight, SharedAnswer
@@ -56,6 +57,7 @@ __all__ = [
     "PolicySet",
     "SemanticCache",
     "SharedAnswer",
+    "SpaceChanged",
     "SpaceMismatch",
     "Tier",
     "VectorSpace",

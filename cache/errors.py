@@ -7,6 +7,7 @@ Hierarchy::
     ├── CacheUnavailable   the document store cannot be reached; the proxy treats it as a miss
     ├── EntryNotFound      an admin call named an entry that does not exist (or is deleted)
     ├── SpaceMismatch      the store holds vectors of another embedder than the one given
+    │   └── SpaceChanged   ... since this cache opened: another replica adopted another embedder
     └── EquivalenceError   bad argument/artifact of the equivalence check (cache.equivalence)
 
 SQLAlchemy and database-driver errors are translated into ``CacheUnavailable`` at the
@@ -34,3 +35,8 @@ class EntryNotFound(CacheError, KeyError):
 
 class SpaceMismatch(CacheError):
     """The store's vectors were written by another embedder (another vector space)."""
+
+
+class SpaceChanged(SpaceMismatch):
+    """Since this cache opened, another replica gave the store another embedder's space
+    (``cache.on_embedder_change: flush``); this replica must not read or write it."""

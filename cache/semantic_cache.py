@@ -48,6 +48,7 @@ from cache.types import (
     Tier,
     Vector,
 )
+from cache.vector_space import META_KEY as SPACE_KEY
 from cache.vector_space import OnSpaceChange, VectorSpace
 from cache.vector_space import settle as settle_space
 
@@ -115,6 +116,9 @@ class SemanticCache:
         self.expirations: Counter[tuple[str, str]] = Counter()
         self.bg = Background(self, write_queue_size, sync_interval_s, sweep_interval_s)
         self.last_seq = 0
+        #: Why this cache stopped serving: another replica gave the store another
+        #: embedder's space (see :meth:`check_space`); ``None`` while it serves.
+        self.space_lost: str | None = None
 
     @classmethod
     async def open(
@@ -183,10 +187,11 @@ class SemanticCache:
         store = DocumentStore(engine)
         if space is not None:
             try:
-                await settle_space(store, space, on_space_change, clock())
+                settled = await settle_space(store, space, on_space_change, clock())
             except BaseException:
                 await engine.dispose()
                 raise
+            store.guard_meta(SPACE_KEY, settled.record)
         self = cls(
             store,
             dim=dim,
@@ -297,7 +302,7 @@ class SemanticCache:
     ) -> CacheHit | None:
         """The best equivalent stored answer in ``scope``, or ``None``. Never raises for
         the store; a store outage is a miss unless the document is held in memory."""
-        if not policy.enabled:
+        if not policy.enabled or not self.serving:
             return None
         vec = self._vector(vector)
         now = self.clock()
@@ -339,6 +344,8 @@ class SemanticCache:
         ``None`` when there is none or its policy would not serve it now; the caller then
         goes the whole way (embed, classify, :meth:`lookup`), which counts the miss. An
         exact repeat thus costs a hash and a dict probe instead of an embedding."""
+        if not self.serving:
+            return None
         now = self.clock()
         # Plain dict reads: atomic under the GIL, so no hop to the index thread (only
         # hnswlib calls must stay on it).
@@ -462,9 +469,40 @@ class SemanticCache:
         """Queues ``entry`` for the background writer; ``False`` when it was dropped
         (policy disabled, queue full, cache closing)."""
         self._vector(entry.vector)
-        if not policy.enabled:
+        if not policy.enabled or not self.serving:
             return False
         return self.bg.enqueue(entry, policy, self.clock())
+
+    @property
+    def serving(self) -> bool:
+        """``False`` once the store's vector space is no longer this cache's."""
+        return self.space_lost is None
+
+    async def check_space(self) -> bool:
+        """Whether the store still holds the vector space this cache opened with.
+
+        Another replica started with another embedder and ``on_embedder_change: flush``
+        empties the store and records its own space. From then on this replica's vectors
+        and the store's mean nothing to each other, so it stops serving: lookups miss,
+        nothing is written (the store refuses its inserts anyway), and
+        :attr:`space_lost` says why. Checked by the background task every sweep
+        interval and by every insert. Raises :class:`CacheUnavailable`."""
+        if self.space_lost is not None:
+            return False
+        expected = self.store.guarded_value()
+        if expected is None or await self.store.read_meta(SPACE_KEY) == expected:
+            return True
+        self.lose_space("the store's vector-space record changed")
+        return False
+
+    def lose_space(self, cause: str) -> None:
+        if self.space_lost is not None:
+            return
+        self.space_lost = (
+            f"{cause}: another replica gave the cache store another embedder's vectors; "
+            "this replica no longer reads or writes the cache (restart it with that embedder)"
+        )
+        log.error("cache out of service: %s", self.space_lost)
 
     async def flush(self) -> None:
         """Waits until everything submitted so far is written (or dropped) and applied,
@@ -497,8 +535,11 @@ class SemanticCache:
     ) -> list[Neighbour]:
         """Up to ``k`` live entries of ``tenant`` most similar to ``vector`` (cosine >=
         ``floor``), for in-context examples. Entries with bad feedback are deleted, so
-        never returned. Returns ``[]`` when the store is unreachable and nothing is held."""
+        never returned. Returns ``[]`` when the store is unreachable and nothing is held,
+        and when the cache no longer serves (:attr:`serving`)."""
         vec = self._vector(vector)
+        if not self.serving:
+            return []
         pairs = await self.on_index(
             self.index.search_tenant, tenant, vec, k, floor, self.clock(), tier, model_alias
         )
@@ -606,7 +647,7 @@ class SemanticCache:
 
     def counters(self) -> CacheCounters:
         capacity = sum(g.index.get_max_elements() for g in list(self.index.graphs.values()))
-        return self.bg.counters(len(self.index.meta), capacity)
+        return self.bg.counters(len(self.index.meta), capacity, self.serving)
 
 
 def _live_counts(index: MemIndex) -> dict[tuple[str, str], tuple[int, int]]:

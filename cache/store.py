@@ -21,7 +21,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-from cache.errors import CacheUnavailable
+from cache.errors import CacheUnavailable, SpaceChanged
 from cache.schema import OP_DELETE, OP_PUT, cache_changes, cache_entries, cache_meta
 from cache.types import EntryInfo
 
@@ -93,6 +93,9 @@ class DocumentStore:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
         self.is_postgres = engine.dialect.name == "postgresql"
+        #: ``(key, value)`` of ``cache_meta`` that every insert checks inside its write
+        #: transaction (:meth:`guard_meta`); ``None``: inserts check nothing.
+        self._guard: tuple[str, str] | None = None
 
     async def close(self) -> None:
         await self.engine.dispose()
@@ -115,6 +118,24 @@ class DocumentStore:
         except _DB_ERRORS as exc:
             raise CacheUnavailable(f"cache store unavailable: {exc}") from exc
 
+    def guard_meta(self, key: str, value: str) -> None:
+        """From now on an insert is refused (:class:`SpaceChanged`) unless ``cache_meta``
+        still holds ``value`` under ``key``. Checked inside the insert's own write
+        transaction, which writes take one at a time (SQLite's write lock, PostgreSQL's
+        advisory lock), so no insert lands after another writer replaced the value."""
+        self._guard = (key, value)
+
+    def guarded_value(self) -> str | None:
+        return None if self._guard is None else self._guard[1]
+
+    async def _check_guard(self, conn: AsyncConnection) -> None:
+        if self._guard is None:
+            return
+        key, value = self._guard
+        stmt = sa.select(cache_meta.c.value).where(cache_meta.c.key == key)
+        if (await conn.execute(stmt)).scalar_one_or_none() != value:
+            raise SpaceChanged(f"the cache store's {key} record changed: this insert is refused")
+
     async def _log(self, conn: AsyncConnection, ids: Sequence[int], op: str, now: float) -> None:
         if ids:
             rows = [{"entry_id": i, "op": op, "at": now} for i in ids]
@@ -124,6 +145,7 @@ class DocumentStore:
     async def insert(self, rows: list[dict[str, Any]], now: float) -> list[int]:
         """Inserts entries and their ``put`` changes; returns the new ids in row order."""
         async with self._write() as conn:
+            await self._check_guard(conn)
             result = await conn.execute(
                 sa.insert(cache_entries).returning(E.id, sort_by_parameter_order=True), rows
             )
@@ -141,6 +163,7 @@ class DocumentStore:
         if self.is_postgres or not rows:
             return await self.insert(rows, now)
         async with self._write() as conn:
+            await self._check_guard(conn)
             top = (await conn.execute(sa.select(sa.func.max(E.id)))).scalar()
             first = int(top or 0) + 1
             ids = list(range(first, first + len(rows)))
@@ -332,13 +355,36 @@ class DocumentStore:
             return value
 
     async def set_meta(self, key: str, value: str, now: float) -> None:
-        M = cache_meta.c
         async with self._write() as conn:
-            stmt = sa.update(cache_meta).where(M.key == key).values(value=value, updated_at=now)
-            if (await conn.execute(stmt)).rowcount == 0:
-                await conn.execute(
-                    sa.insert(cache_meta).values(key=key, value=value, updated_at=now)
-                )
+            await self._put_meta(conn, key, value, now)
+
+    async def read_meta(self, key: str) -> str | None:
+        async with self._read() as conn:
+            stmt = sa.select(cache_meta.c.value).where(cache_meta.c.key == key)
+            value = (await conn.execute(stmt)).scalar_one_or_none()
+            return None if value is None else str(value)
+
+    async def replace_all(self, key: str, value: str, reason: str, now: float) -> list[int]:
+        """Sets ``key`` to ``value`` and marks every live entry deleted, in one
+        transaction (a crash between the two would leave entries of the old value
+        under the new one); returns the deleted ids."""
+        async with self._write() as conn:
+            await self._put_meta(conn, key, value, now)
+            stmt = (
+                sa.update(cache_entries)
+                .where(E.deleted.is_(False))
+                .values(deleted=True, delete_reason=reason)
+                .returning(E.id)
+            )
+            ids = [int(r[0]) for r in await conn.execute(stmt)]
+            await self._log(conn, ids, OP_DELETE, now)
+            return ids
+
+    async def _put_meta(self, conn: AsyncConnection, key: str, value: str, now: float) -> None:
+        M = cache_meta.c
+        stmt = sa.update(cache_meta).where(M.key == key).values(value=value, updated_at=now)
+        if (await conn.execute(stmt)).rowcount == 0:
+            await conn.execute(sa.insert(cache_meta).values(key=key, value=value, updated_at=now))
 
     async def count(self, where: sa.ColumnElement[bool]) -> int:
         stmt = sa.select(sa.func.count()).where(where, E.deleted.is_(False))

@@ -20,7 +20,7 @@ import sqlalchemy as sa
 
 from cache.adaptive import retained_until
 from cache.docs import Document
-from cache.errors import CacheUnavailable
+from cache.errors import CacheUnavailable, SpaceChanged
 from cache.memindex import EntryMeta, MemIndex
 from cache.normalize import exact_key
 from cache.policy import CategoryPolicy
@@ -99,7 +99,7 @@ class Background:
             log.warning("cache store reachable again")
         self.available = True
 
-    def counters(self, entries: int, capacity: int) -> CacheCounters:
+    def counters(self, entries: int, capacity: int, space_current: bool) -> CacheCounters:
         return CacheCounters(
             entries=entries,
             submitted=self.submitted,
@@ -109,6 +109,7 @@ class Background:
             store_available=self.available,
             last_seq=self.cache.last_seq,
             index_capacity=capacity,
+            space_current=space_current,
         )
 
     # -- writer -------------------------------------------------------------------------
@@ -119,6 +120,10 @@ class Background:
                 batch.append(self.queue.get_nowait())
             try:
                 written = await self._write(batch)
+            except SpaceChanged as exc:
+                self.dropped_store += len(batch)
+                self.cache.lose_space(str(exc))
+                written = None
             except CacheUnavailable as exc:
                 self.dropped_store += len(batch)
                 self.store_failed(exc)
@@ -197,10 +202,12 @@ class Background:
     async def _poller(self) -> None:
         loop = asyncio.get_running_loop()
         next_sweep = loop.time() + self.sweep_interval_s
-        while True:
+        while self.cache.serving:
             await asyncio.sleep(self.sync_interval_s)
             try:
                 await self.poll()
+                if not self.cache.serving:
+                    return
                 await self.flush_hits()
                 if loop.time() >= next_sweep:
                     next_sweep = loop.time() + self.sweep_interval_s
@@ -217,6 +224,11 @@ class Background:
             while True:
                 changes = await cache.store.changes_since(cache.last_seq)
                 if not changes:
+                    return applied
+                # Read after the changes: a replica adopting another embedder commits its
+                # space record before any change it makes, so a change of its is never
+                # applied here as if its vectors were this cache's.
+                if not await cache.check_space():
                     return applied
                 puts = [e for _, e, op in changes if op == OP_PUT and e not in cache.index.meta]
                 dels = [e for _, e, op in changes if op != OP_PUT]

@@ -142,3 +142,6 @@ class CacheCounters:
     store_available: bool
     last_seq: int
     index_capacity: int
+    #: ``False`` once another replica gave the store another embedder's vector space:
+    #: the cache then stops serving (``SemanticCache.space_lost`` says why).
+    space_current: bool = True

@@ -20,7 +20,6 @@ from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
-import sqlalchemy as sa
 
 from cache.errors import CacheError, SpaceMismatch
 from cache.store import DocumentStore
@@ -72,19 +71,30 @@ class VectorSpace:
         return float(np.min(dots / np.clip(norms, 1e-12, None)))
 
 
+@dataclass(frozen=True, slots=True)
+class Settled:
+    """What :func:`settle` left: the store's space record this cache agrees with (every
+    later insert and the periodic check compare against it) and how many entries it
+    deleted."""
+
+    record: str
+    deleted: int
+
+
 async def settle(
     store: DocumentStore, space: VectorSpace, on_change: OnSpaceChange, now: float
-) -> int:
-    """Makes sure the store holds vectors of ``space``; returns how many entries were
-    deleted because it held another embedder's (only with ``on_change="flush"``).
+) -> Settled:
+    """Makes sure the store holds vectors of ``space``; with ``on_change="flush"`` a store
+    of another embedder is emptied and takes ``space`` as its own.
 
     A store without a record (new, or written before records existed, when the bundled
     embedder was the only one) takes ``space`` as its own. Raises :class:`SpaceMismatch`
     with ``refuse``, :class:`CacheUnavailable` when the store cannot be reached."""
-    stored = VectorSpace.decode(await store.claim_meta(META_KEY, space.encode(), now))
+    record = await store.claim_meta(META_KEY, space.encode(), now)
+    stored = VectorSpace.decode(record)
     fit = space.agreement(stored)
     if fit >= SAME_SPACE_COSINE:
-        return 0
+        return Settled(record, 0)
     if on_change == "refuse":
         raise SpaceMismatch(
             f"the cache store holds vectors of embedder {stored.name!r}, and embedder "
@@ -92,8 +102,10 @@ async def settle(
             f"{SAME_SPACE_COSINE}); set cache.on_embedder_change: flush to delete those "
             "entries, or point storage.url at another database"
         )
-    ids = await store.mark_deleted(sa.true(), "embedder", now)
-    await store.set_meta(META_KEY, space.encode(), now)
+    record = space.encode()
+    # The record and the deletes commit together: replicas still running the old
+    # embedder find the new record in their next insert's transaction and stop writing.
+    ids = await store.replace_all(META_KEY, record, "embedder", now)
     log.warning(
         "embedder changed from %r to %r (probe agreement %.2f): deleted %d cache entries",
         stored.name,
@@ -101,4 +113,4 @@ async def settle(
         fit,
         len(ids),
     )
-    return len(ids)
+    return Settled(record, len(ids))

@@ -216,6 +216,14 @@ class CacheCollector(Collector):
         up = GaugeMetricFamily("cachegate_cache_store_up", "1 when the cache's store is reachable.")
         up.add_metric([], 1.0 if snap.available else 0.0)
         yield up
+        serving = GaugeMetricFamily(
+            "cachegate_cache_serving",
+            "0 once another replica gave the cache store another embedder's vectors: this "
+            "replica then bypasses the cache until it restarts with that embedder.",
+        )
+        counters = snap.counters
+        serving.add_metric([], 0.0 if counters is not None and not counters.space_current else 1.0)
+        yield serving
         entries = GaugeMetricFamily(
             "cachegate_cache_entries", "Live cache entries per category.", labels=["category"]
         )

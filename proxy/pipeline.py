@@ -246,7 +246,7 @@ class Pipeline:
         Anything else (no entry, expired, disabled) goes the full way, which counts the
         lookup; this path only counts its hits."""
         cache = self.s.cache
-        if cache is None or not p.text_only or not p.single_choice:
+        if cache is None or not cache.serving or not p.text_only or not p.single_choice:
             return None
         text, _ = question(p.body)
         if not text:
@@ -309,6 +309,7 @@ class Pipeline:
         policy = self.s.effective_policy(category)
         cacheable = (
             self.s.cache is not None
+            and self.s.cache.serving  # not once another embedder took over the store
             and policy.enabled
             and p.single_choice
             and (policy.cache_streams or not p.stream)

@@ -192,6 +192,10 @@ class CacheStats(BaseModel):
     data: list[CacheStatRow]
     total: CacheStatRow
     store_available: bool
+    serving: bool = Field(
+        description="false once another replica gave the store another embedder's vectors "
+        "(this replica then bypasses the cache)"
+    )
     counted_since: float = Field(description="hits/misses/evictions/expirations count since then")
 
 

@@ -63,6 +63,7 @@ async def stats(a: AdminDep) -> CacheStats:
         data=[_row(r) for r in rows],
         total=_row(total),
         store_available=cache.counters().store_available,
+        serving=cache.serving,
         counted_since=a.services.started_at,
     )
 

@@ -114,3 +114,77 @@ async def test_replicas_on_postgres_share_one_space(pg_url: str, clock: Clock) -
             await second.close()
     finally:
         await first.close()
+
+
+async def _two_replicas_change_embedder(url: str, clock: Clock) -> None:
+    """Replica ``old`` runs MINI; replica ``new`` starts with OTHER and flushes. From then on
+    ``old`` must neither write into the store nor serve from it, and ``new`` must never
+    load a vector of ``old``'s."""
+    old = await SemanticCache.open(url, clock=clock, space=MINI, sync_interval_s=3600)
+    try:
+        old.submit(entry("question 0", unit(0)), POLICY)
+        await old.flush()
+        assert old.serving and old.counters().space_current
+        new = await SemanticCache.open(
+            url, clock=clock, space=OTHER, on_space_change="flush", sync_interval_s=3600
+        )
+        try:
+            # The old replica has not looked yet: its next insert is refused by the store.
+            assert old.submit(entry("question 1", unit(1)), POLICY)
+            await old.flush()
+            assert not old.serving
+            assert old.space_lost is not None and "another embedder" in old.space_lost
+            assert not old.counters().space_current
+            assert await old.lookup(SCOPE, "question 0", unit(0), "factual", POLICY) is None
+            assert not old.submit(entry("question 2", unit(2)), POLICY)
+            # The new replica's store holds none of the old replica's rows.
+            await new.sync()
+            assert new.counters().entries == 0
+            new.submit(entry("question 3", unit(3)), POLICY)
+            await new.flush()
+            assert await new.lookup(SCOPE, "question 3", unit(3), "factual", POLICY)
+        finally:
+            await new.close()
+    finally:
+        await old.close()
+    engine = create_async_engine(url)
+    async with engine.connect() as conn:
+        live = (
+            await conn.execute(sa.text("SELECT request_text FROM cache_entries WHERE NOT deleted"))
+        ).all()
+    await engine.dispose()
+    assert live == [("question 3",)]
+
+
+async def test_a_replica_whose_embedder_was_replaced_stops_writing_and_serving(
+    sqlite_url: str, clock: Clock
+) -> None:
+    await _two_replicas_change_embedder(sqlite_url, clock)
+
+
+async def test_a_replica_notices_the_change_in_the_feed_before_loading_it(
+    sqlite_url: str, clock: Clock
+) -> None:
+    old = await SemanticCache.open(sqlite_url, clock=clock, space=MINI, sync_interval_s=3600)
+    try:
+        new = await SemanticCache.open(
+            sqlite_url, clock=clock, space=OTHER, on_space_change="flush", sync_interval_s=3600
+        )
+        try:
+            new.submit(entry("question 5", unit(5)), POLICY)
+            await new.flush()
+        finally:
+            await new.close()
+        await old.sync()  # reads the new replica's put, then the record, and stops
+        assert not old.serving
+        assert old.counters().entries == 0  # the other space's vector was never loaded
+        assert await old.lookup(SCOPE, "question 5", unit(5), "factual", POLICY) is None
+    finally:
+        await old.close()
+
+
+@pytest.mark.postgres
+async def test_replicas_on_postgres_stop_the_one_left_on_the_old_embedder(
+    pg_url: str, clock: Clock
+) -> None:
+    await _two_replicas_change_embedder(pg_url, clock)

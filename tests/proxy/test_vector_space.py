@@ -157,3 +157,30 @@ def test_store_back_after_startup_with_another_model_stays_unused(
         assert wait_until(lambda: refused in caplog.text, timeout=15)
         stack.flush_writes()
         assert _ask(stack, "What is the capital of France?") == "bypass"
+
+
+def test_replica_left_on_the_old_embedder_bypasses_the_cache(
+    embedder: OnnxEmbedder, tmp_path: Path
+) -> None:
+    # A rolling upgrade: one replica still runs MiniLM when another starts with a new model
+    # and on_embedder_change: flush. The old one must stop serving and writing MiniLM
+    # vectors into a store that now holds the new model's: its requests bypass the cache.
+    db = tmp_path / "cache.db"
+    question = "How do I reverse a list in Python?"
+    flush = {"on_embedder_change": "flush"}
+
+    def serving(stack: Stack) -> bool:
+        return "cachegate_cache_serving 1.0" in httpx.get(stack.url + "/metrics", timeout=10).text
+
+    with Stack(embedder, configure=lambda c: learned_parts_off(db, c)) as old:
+        assert _ask(old, question) == "miss"
+        old.flush_writes()
+        assert _ask(old, question) == "hit"
+        assert serving(old)
+        with Stack(Rotated(embedder), configure=lambda c: learned_parts_off(db, c, **flush)) as new:
+            assert wait_until(lambda: not serving(old), timeout=15)
+            assert _ask(old, question) == "bypass"
+            assert _ask(new, question) == "miss"
+            new.flush_writes()
+            assert _ask(new, question) == "hit"
+            assert serving(new)
