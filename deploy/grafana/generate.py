@@ -592,8 +592,15 @@ def cache_internals() -> dict[str, Any]:
                         w=8,
                     ),
                     Panel(
-                        "Store up by replica",
-                        [("min by (instance) (cachegate_cache_store_up)", "{{instance}}")],
+                        "Store up / cache serving by replica",
+                        [
+                            (
+                                "min by (instance) (cachegate_cache_store_up)",
+                                "{{instance}} store up",
+                            ),
+                            # 0 once another replica changed the embedder under this one.
+                            ("min by (instance) (cachegate_cache_serving)", "{{instance}} serving"),
+                        ],
                         "bool_yes_no",
                         w=8,
                         min=0.0,
