@@ -49,7 +49,7 @@ from cache.types import (
     Vector,
 )
 from cache.vector_space import META_KEY as SPACE_KEY
-from cache.vector_space import OnSpaceChange, VectorSpace
+from cache.vector_space import OnSpaceChange, Reembed, VectorSpace
 from cache.vector_space import settle as settle_space
 
 log = logging.getLogger(__name__)
@@ -119,6 +119,8 @@ class SemanticCache:
         #: Why this cache stopped serving: another replica gave the store another
         #: embedder's space (see :meth:`check_space`); ``None`` while it serves.
         self.space_lost: str | None = None
+        #: The store's vector-space generation (raised by a flush or re-embedding).
+        self.space_generation = 0
 
     @classmethod
     async def open(
@@ -138,6 +140,7 @@ class SemanticCache:
         auto_migrate: bool = True,
         space: VectorSpace | None = None,
         on_space_change: OnSpaceChange = "refuse",
+        reembed: Reembed | None = None,
     ) -> SemanticCache:
         """Migrates (unless told not to), loads the index and starts the background tasks.
 
@@ -152,15 +155,18 @@ class SemanticCache:
         memory (hot hits skip SQL and survive a store outage); ``space``: the embedder
         whose vectors will be stored and looked up, checked against the one that wrote
         the store (:mod:`cache.vector_space`; ``None`` skips the check), and
-        ``on_space_change``: ``refuse`` or ``flush`` when they differ.
+        ``on_space_change``: ``refuse``, ``flush`` or ``reembed`` (with ``reembed``, the
+        new embedder's batch function) when they differ.
 
         Raises :class:`CacheUnavailable` when the store cannot be reached at start-up,
         :class:`SpaceMismatch` for a store written by another embedder (with ``refuse``),
         and :class:`CacheError` for a bad argument or a store holding vectors of another
         dimension.
         """
-        if on_space_change not in ("refuse", "flush"):
-            raise CacheError(f"on_space_change must be refuse or flush, got {on_space_change!r}")
+        if on_space_change not in ("refuse", "flush", "reembed"):
+            raise CacheError(
+                f"on_space_change must be refuse, flush or reembed, got {on_space_change!r}"
+            )
         for name, value in (
             ("dim", dim),
             ("write_queue_size", write_queue_size),
@@ -185,13 +191,15 @@ class SemanticCache:
             await engine.dispose()
             raise CacheUnavailable(f"cannot reach or migrate cache store: {exc}") from exc
         store = DocumentStore(engine)
+        generation = 0
         if space is not None:
             try:
-                settled = await settle_space(store, space, on_space_change, clock())
+                settled = await settle_space(store, space, on_space_change, clock(), reembed)
             except BaseException:
                 await engine.dispose()
                 raise
             store.guard_meta(SPACE_KEY, settled.record)
+            generation = settled.generation
         self = cls(
             store,
             dim=dim,
@@ -205,6 +213,7 @@ class SemanticCache:
             candidates=candidates,
             doc_cache_size=doc_cache_size,
         )
+        self.space_generation = generation
         try:
             await self._load()
         except BaseException:
@@ -224,7 +233,9 @@ class SemanticCache:
         loader = Loader(self.store, self.index, self._executor)
         count = None
         if self.snapshot_dir is not None:
-            self.load_report = await loader.from_snapshot(self.snapshot_dir, now)
+            self.load_report = await loader.from_snapshot(
+                self.snapshot_dir, now, self.space_generation
+            )
             count = None if self.load_report is None else len(self.index.meta)
         source = "snapshot"
         if count is None:
@@ -267,7 +278,12 @@ class SemanticCache:
             return None
         async with self._snapshot_lock:
             timing = await save_snapshot(
-                self.index, self.snapshot_dir, self._executor, self.last_seq, self.clock()
+                self.index,
+                self.snapshot_dir,
+                self._executor,
+                self.last_seq,
+                self.clock(),
+                generation=self.space_generation,
             )
         self.last_snapshot = timing
         log.info(

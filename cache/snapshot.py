@@ -4,7 +4,9 @@ A snapshot is a directory: ``graph-<i>.bin`` per tenant (hnswlib ``save_index``)
 labels with their tenant numbers and float32 vectors (``labels.npy``, ``owners.npy``,
 ``vectors.npy``), their metadata as columns (``meta-<column>.npy``; strings as codes into
 tables kept in ``meta.json``) and ``meta.json`` ``{"format", "dim", "seq", "entries",
-"saved_at", "tenants", "strings"}``, written last.
+"saved_at", "tenants", "strings", "space_generation"}``, written last. The generation is
+the store's vector-space generation (:mod:`cache.vector_space`): a re-embedding keeps the
+ids and replaces the vectors, so a snapshot of another generation is never restored.
 
 Atomicity: a snapshot is written into ``<dir>.tmp`` (files fsynced, ``meta.json`` last),
 then ``<dir>`` is renamed to ``<dir>.old`` and ``<dir>.tmp`` to ``<dir>``. A crash at any
@@ -172,11 +174,14 @@ class Loader:
             log.info("cache rebuild: %d entries indexed (%.1fs)", total, time.monotonic() - started)
         return total
 
-    async def from_snapshot(self, directory: Path, now: float) -> LoadReport | None:
-        """Loads the newest complete snapshot and reconciles it with the live ids in SQL;
-        ``None`` when there is none usable (the caller rebuilds)."""
+    async def from_snapshot(
+        self, directory: Path, now: float, generation: int = 0
+    ) -> LoadReport | None:
+        """Loads the newest complete snapshot of this space ``generation`` and reconciles
+        it with the live ids in SQL; ``None`` when there is none usable (the caller
+        rebuilds)."""
         started = time.monotonic()
-        found = find_snapshot(directory, self.index.dim)
+        found = find_snapshot(directory, self.index.dim, generation)
         if found is None:
             return None
         path, info = found
@@ -228,8 +233,9 @@ def _sibling(directory: Path, suffix: str) -> Path:
     return directory.with_name(directory.name + suffix)
 
 
-def read_meta(directory: Path, dim: int) -> dict[str, Any] | None:
-    """The snapshot's ``meta.json`` if it is complete and of this format and dimension."""
+def read_meta(directory: Path, dim: int, generation: int = 0) -> dict[str, Any] | None:
+    """The snapshot's ``meta.json`` if it is complete and of this format, dimension and
+    space generation."""
     try:
         info: dict[str, Any] = json.loads((directory / "meta.json").read_text())
     except FileNotFoundError:
@@ -247,6 +253,15 @@ def read_meta(directory: Path, dim: int) -> dict[str, Any] | None:
             dim,
         )
         return None
+    if info.get("space_generation", 0) != generation:
+        log.warning(
+            "cache snapshot in %s ignored: vector-space generation %s, the store's is %s "
+            "(its vectors were replaced since)",
+            directory,
+            info.get("space_generation", 0),
+            generation,
+        )
+        return None
     files = [f"{a}.npy" for a in ARRAYS] + list(META_FILES)
     files += [f"graph-{i}.bin" for i in range(len(info.get("tenants", [])))]
     if not all((directory / f).exists() for f in files):
@@ -255,11 +270,13 @@ def read_meta(directory: Path, dim: int) -> dict[str, Any] | None:
     return info
 
 
-def find_snapshot(directory: Path, dim: int) -> tuple[Path, dict[str, Any]] | None:
+def find_snapshot(
+    directory: Path, dim: int, generation: int = 0
+) -> tuple[Path, dict[str, Any]] | None:
     """The first complete snapshot of ``<dir>``, ``<dir>.tmp`` (a save that crashed between
     its two renames), ``<dir>.old``."""
     for path in _candidates(directory):
-        info = read_meta(path, dim)
+        info = read_meta(path, dim, generation)
         if info is not None:
             return path, info
     return None
@@ -339,7 +356,9 @@ def capture(index: MemIndex, directory: Path) -> _Captured:
     return _Captured(tenants, labels, owners, vectors, metas, time.monotonic() - started)
 
 
-def write(captured: _Captured, directory: Path, dim: int, seq: int, now: float) -> None:
+def write(
+    captured: _Captured, directory: Path, dim: int, seq: int, now: float, generation: int = 0
+) -> None:
     """Off the index thread: the other files, fsynced, then the swap."""
     tmp, old = _sibling(directory, ".tmp"), _sibling(directory, ".old")
     ms = captured.metas
@@ -379,6 +398,7 @@ def write(captured: _Captured, directory: Path, dim: int, seq: int, now: float) 
         "saved_at": now,
         "tenants": captured.tenants,
         "strings": strings,
+        "space_generation": generation,
     }
     with open(tmp / "meta.json", "w") as fh:
         json.dump(meta, fh)
@@ -406,7 +426,9 @@ def _fsync(path: Path) -> None:
         os.close(fd)
 
 
-def _fork_writer(index: MemIndex, directory: Path, seq: int, now: float) -> tuple[int, int, float]:
+def _fork_writer(
+    index: MemIndex, directory: Path, seq: int, now: float, generation: int
+) -> tuple[int, int, float]:
     """On the index thread: forks a child that writes the snapshot of the index as it is
     now; returns (child pid, entries, seconds the index thread was held)."""
     started = time.monotonic()
@@ -421,7 +443,7 @@ def _fork_writer(index: MemIndex, directory: Path, seq: int, now: float) -> tupl
             signal.set_wakeup_fd(-1)
             for sig in (signal.SIGINT, signal.SIGTERM):
                 signal.signal(sig, signal.SIG_DFL)
-            write(capture(index, directory), directory, index.dim, seq, now)
+            write(capture(index, directory), directory, index.dim, seq, now, generation)
             code = 0
         except BaseException:  # noqa: BLE001  the child must reach os._exit; the parent raises
             traceback.print_exc()
@@ -437,6 +459,7 @@ async def save_snapshot(
     seq: int,
     now: float,
     *,
+    generation: int = 0,
     fork: bool = hasattr(os, "fork"),
 ) -> SnapshotTiming:
     """Writes a snapshot of ``index`` (whose only thread is ``executor``) to ``directory``
@@ -446,7 +469,7 @@ async def save_snapshot(
     loop = asyncio.get_running_loop()
     if fork:
         pid, entries, held = await loop.run_in_executor(
-            executor, _fork_writer, index, directory, seq, now
+            executor, _fork_writer, index, directory, seq, now, generation
         )
         # Polled rather than waited for on a worker thread: at 1M entries the child runs
         # ~45 s, which would hold one of the default pool's few threads (the equivalence
@@ -461,5 +484,5 @@ async def save_snapshot(
             raise OSError(f"snapshot writer process {pid} exited with {code} (see its stderr)")
         return SnapshotTiming(entries, held, time.monotonic() - started)
     captured = await loop.run_in_executor(executor, capture, index, directory)
-    await asyncio.to_thread(write, captured, directory, index.dim, seq, now)
+    await asyncio.to_thread(write, captured, directory, index.dim, seq, now, generation)
     return SnapshotTiming(len(captured.metas), captured.seconds, time.monotonic() - started)

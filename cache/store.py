@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -85,6 +86,14 @@ def make_engine(url: str) -> AsyncEngine:
         connect_args={"timeout": 3, "command_timeout": 10},
         hide_parameters=True,  # a failed insert must not write prompts into the logs
     )
+
+
+@dataclass(frozen=True, slots=True)
+class MetaValue:
+    """A ``cache_meta`` value and when it was last written (epoch seconds)."""
+
+    value: str
+    updated_at: float
 
 
 class DocumentStore:
@@ -359,10 +368,65 @@ class DocumentStore:
             await self._put_meta(conn, key, value, now)
 
     async def read_meta(self, key: str) -> str | None:
+        found = await self.meta_value(key)
+        return None if found is None else found.value
+
+    async def meta_value(self, key: str) -> MetaValue | None:
+        M = cache_meta.c
         async with self._read() as conn:
-            stmt = sa.select(cache_meta.c.value).where(cache_meta.c.key == key)
-            value = (await conn.execute(stmt)).scalar_one_or_none()
-            return None if value is None else str(value)
+            stmt = sa.select(M.value, M.updated_at).where(M.key == key)
+            row = (await conn.execute(stmt)).one_or_none()
+            return None if row is None else MetaValue(str(row.value), float(row.updated_at))
+
+    # -- re-embedding (cache.vector_space) -----------------------------------------------
+    async def count_from(self, after_id: int) -> int:
+        """Entries not deleted with an id above ``after_id`` (expired ones included)."""
+        stmt = sa.select(sa.func.count()).where(E.id > after_id, E.deleted.is_(False))
+        async with self._read() as conn:
+            return int((await conn.execute(stmt)).scalar_one())
+
+    async def texts_after(self, after_id: int, limit: int) -> list[tuple[int, str]]:
+        """``(id, request_text)`` of the next ``limit`` entries not deleted, in id order."""
+        stmt = (
+            sa.select(E.id, E.request_text)
+            .where(E.id > after_id, E.deleted.is_(False))
+            .order_by(E.id)
+            .limit(limit)
+        )
+        async with self._read() as conn:
+            return [(int(r.id), str(r.request_text)) for r in await conn.execute(stmt)]
+
+    async def replace_vectors(
+        self,
+        vectors: Sequence[tuple[int, npt.NDArray[np.float32]]],
+        key: str,
+        value: str,
+        now: float,
+    ) -> None:
+        """Stores new vectors for existing entries and sets ``key`` to ``value``, in one
+        transaction, so that the progress a re-embedding records is never ahead of what
+        it wrote. ``nbytes`` follows the vectors' width."""
+        ids = [eid for eid, _ in vectors]
+        rows: list[dict[str, Any]] = []
+        for eid, v in vectors:
+            unit = np.asarray(v, dtype=np.float32).reshape(-1)
+            unit = unit / np.float32(np.linalg.norm(unit) or 1.0)  # as inserts store them
+            rows.append({"eid": eid, "vec": unit.tobytes(), "width": 4 * unit.size})
+        stmt = (
+            sa.update(cache_entries)
+            .where(E.id == sa.bindparam("eid"))
+            .values(
+                vector=sa.bindparam("vec"),
+                nbytes=E.nbytes - sa.func.length(E.vector) + sa.bindparam("width"),
+            )
+        )
+        async with self._write() as conn:
+            if rows:
+                await conn.execute(stmt, rows)
+            # Logged as changes so that a replica still on the old embedder reads the new
+            # record at its next poll and stops (replicas skip puts of ids they hold).
+            await self._log(conn, ids, OP_PUT, now)
+            await self._put_meta(conn, key, value, now)
 
     async def replace_all(self, key: str, value: str, reason: str, now: float) -> list[int]:
         """Sets ``key`` to ``value`` and marks every live entry deleted, in one

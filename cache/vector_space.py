@@ -6,23 +6,33 @@ answers on meaningless similarities. The store therefore records the space of it
 vectors — the embedder's name and its vectors of a few fixed probe texts, which the
 caller supplies (``backends.space``) — on first open, and every later open compares:
 the same model (any runtime, any path) agrees on the probes, another one does not. On
-disagreement the cache refuses to open (``refuse``, the default) or deletes every entry
-and adopts the new space (``flush``).
+disagreement the cache refuses to open (``refuse``, the default), deletes every entry
+and adopts the new space (``flush``), or embeds every stored request text again with the
+new model and keeps the entries (``reembed``).
+
+The record also carries a generation, raised by every flush and re-embedding: index
+snapshots name the generation they were taken under, so a snapshot of vectors that a
+re-embedding replaced (same ids, other vectors) is never restored. A re-embedding in
+progress is part of the record (how far it got), so one that is interrupted is resumed,
+never taken for finished.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import logging
-from dataclasses import dataclass
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, replace
 from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
 
 from cache.errors import CacheError, SpaceMismatch
-from cache.store import DocumentStore
+from cache.store import DocumentStore, MetaValue
 
 log = logging.getLogger("cachegate.cache")
 
@@ -32,7 +42,14 @@ META_KEY = "vector_space"
 # vectors (another model, or the probes in another order) about 0. The proxy applies the
 # same rule to the bundled artifacts' space.
 SAME_SPACE_COSINE = 0.95
-OnSpaceChange = Literal["refuse", "flush"]
+OnSpaceChange = Literal["refuse", "flush", "reembed"]
+#: Embeds texts with the new model: one unit vector per text, in order.
+Reembed = Callable[[Sequence[str]], Awaitable[npt.NDArray[np.float32]]]
+#: Rows re-embedded per transaction (and per progress record).
+REEMBED_PAGE = 512
+#: A re-embedding whose record has not moved for this long is taken to have died and is
+#: taken over; younger ones are waited for (another replica is doing it).
+REEMBED_STALE_S = 120.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,45 +89,190 @@ class VectorSpace:
 
 
 @dataclass(frozen=True, slots=True)
+class SpaceRecord:
+    """The store's ``vector_space`` record: whose vectors it holds, since which
+    generation, and, while a re-embedding is under way, the last id it finished."""
+
+    space: VectorSpace
+    generation: int = 0
+    #: ``None`` when every vector is of ``space``; else ids up to this one are.
+    reembedded_through: int | None = None
+
+    def encode(self) -> str:
+        raw = json.loads(self.space.encode())
+        raw["generation"] = self.generation
+        if self.reembedded_through is not None:
+            raw["reembedded_through"] = self.reembedded_through
+        return json.dumps(raw)
+
+    @classmethod
+    def decode(cls, text: str) -> SpaceRecord:
+        try:
+            raw = json.loads(text)
+            through = raw.get("reembedded_through")
+            return cls(
+                VectorSpace.decode(text),
+                int(raw.get("generation", 0)),
+                None if through is None else int(through),
+            )
+        except (ValueError, TypeError, AttributeError) as exc:
+            raise CacheError(f"unreadable {META_KEY} record in the cache store: {exc}") from exc
+
+
+@dataclass(frozen=True, slots=True)
 class Settled:
     """What :func:`settle` left: the store's space record this cache agrees with (every
-    later insert and the periodic check compare against it) and how many entries it
-    deleted."""
+    later insert and the periodic check compare against it), its generation, and how
+    many entries it deleted or embedded again."""
 
     record: str
-    deleted: int
+    generation: int
+    deleted: int = 0
+    reembedded: int = 0
 
 
 async def settle(
-    store: DocumentStore, space: VectorSpace, on_change: OnSpaceChange, now: float
+    store: DocumentStore,
+    space: VectorSpace,
+    on_change: OnSpaceChange,
+    now: float,
+    reembed: Reembed | None = None,
 ) -> Settled:
-    """Makes sure the store holds vectors of ``space``; with ``on_change="flush"`` a store
-    of another embedder is emptied and takes ``space`` as its own.
+    """Makes sure the store holds vectors of ``space``. With ``on_change="flush"`` a store
+    of another embedder is emptied and takes ``space`` as its own; with ``"reembed"``
+    every stored request text is embedded again by ``reembed`` (required then).
 
     A store without a record (new, or written before records existed, when the bundled
     embedder was the only one) takes ``space`` as its own. Raises :class:`SpaceMismatch`
     with ``refuse``, :class:`CacheUnavailable` when the store cannot be reached."""
-    record = await store.claim_meta(META_KEY, space.encode(), now)
-    stored = VectorSpace.decode(record)
-    fit = space.agreement(stored)
-    if fit >= SAME_SPACE_COSINE:
-        return Settled(record, 0)
+    if on_change == "reembed" and reembed is None:
+        raise CacheError("on_embedder_change reembed needs the embedder to re-embed with")
+    text = await store.claim_meta(META_KEY, SpaceRecord(space).encode(), now)
+    stored = SpaceRecord.decode(text)
+    fit = space.agreement(stored.space)
+    if fit >= SAME_SPACE_COSINE and stored.reembedded_through is None:
+        return Settled(text, stored.generation)
+    if fit >= SAME_SPACE_COSINE:  # a re-embedding into this very space, not finished
+        if on_change != "reembed":
+            raise SpaceMismatch(
+                f"the cache store is half re-embedded for embedder {stored.space.name!r} "
+                f"(entries up to id {stored.reembedded_through}); set "
+                "cache.on_embedder_change: reembed to finish it, or flush"
+            )
+        assert reembed is not None
+        return await _reembed(store, space, await _wait_for_other(store, stored), reembed)
     if on_change == "refuse":
         raise SpaceMismatch(
-            f"the cache store holds vectors of embedder {stored.name!r}, and embedder "
+            f"the cache store holds vectors of embedder {stored.space.name!r}, and embedder "
             f"{space.name!r} writes another vector space (probe agreement {fit:.2f} < "
             f"{SAME_SPACE_COSINE}); set cache.on_embedder_change: flush to delete those "
-            "entries, or point storage.url at another database"
+            "entries or reembed to embed them again, or point storage.url at another "
+            "database"
         )
-    record = space.encode()
+    if on_change == "reembed":
+        assert reembed is not None
+        log.warning(
+            "embedder changed from %r to %r (probe agreement %.2f): embedding the cache's "
+            "request texts again",
+            stored.space.name,
+            space.name,
+            fit,
+        )
+        start = SpaceRecord(space, stored.generation + 1, reembedded_through=0)
+        # The record changes first: replicas still on the old model stop writing at once.
+        await store.set_meta(META_KEY, start.encode(), time.time())
+        return await _reembed(store, space, start, reembed)
+    text = SpaceRecord(space, stored.generation + 1).encode()
     # The record and the deletes commit together: replicas still running the old
     # embedder find the new record in their next insert's transaction and stop writing.
-    ids = await store.replace_all(META_KEY, record, "embedder", now)
+    ids = await store.replace_all(META_KEY, text, "embedder", now)
     log.warning(
         "embedder changed from %r to %r (probe agreement %.2f): deleted %d cache entries",
-        stored.name,
+        stored.space.name,
         space.name,
         fit,
         len(ids),
     )
-    return Settled(record, len(ids))
+    return Settled(text, stored.generation + 1, deleted=len(ids))
+
+
+async def _reembed(
+    store: DocumentStore, space: VectorSpace, record: SpaceRecord, reembed: Reembed
+) -> Settled:
+    """Embeds the request text of every entry past ``record.reembedded_through`` again,
+    a page per transaction that also moves the record on; then marks it finished.
+
+    ``record`` is the start record just written, or an interrupted one after
+    :func:`_wait_for_other`."""
+    if record.reembedded_through is None:  # another replica finished it meanwhile
+        return Settled(record.encode(), record.generation)
+    through = record.reembedded_through
+    total = await store.count_from(through)
+    done, started = 0, time.monotonic()
+    last_log = started
+    while True:
+        page = await store.texts_after(through, REEMBED_PAGE)
+        if not page:
+            break
+        vectors = await reembed([t for _, t in page])
+        if vectors.shape != (len(page), space.probe.shape[1]):
+            raise CacheError(f"re-embedding returned shape {vectors.shape} for {len(page)} texts")
+        through = page[-1][0]
+        progress = replace(record, reembedded_through=through).encode()
+        await store.replace_vectors(
+            [(eid, v) for (eid, _), v in zip(page, vectors, strict=True)],
+            META_KEY,
+            progress,
+            time.time(),
+        )
+        done += len(page)
+        if time.monotonic() - last_log >= 5.0 or done == total:
+            last_log = time.monotonic()
+            rate = done / max(last_log - started, 1e-9)
+            log.info(
+                "re-embedding cache entries: %d/%d (%.0f%%), %.0f/s, about %.0f s left",
+                done,
+                total,
+                100.0 * done / max(total, 1),
+                rate,
+                max(total - done, 0) / max(rate, 1e-9),
+            )
+    final = replace(record, reembedded_through=None).encode()
+    await store.set_meta(META_KEY, final, time.time())
+    log.warning(
+        "re-embedded %d cache entries for embedder %r in %.1f s",
+        done,
+        space.name,
+        time.monotonic() - started,
+    )
+    return Settled(final, record.generation, reembedded=done)
+
+
+async def _wait_for_other(store: DocumentStore, stored: SpaceRecord) -> SpaceRecord:
+    """An unfinished re-embedding into our space is in the record: while its record keeps
+    moving (another replica is at it) wait; once it is finished, take the finished
+    record; once it has not moved for :data:`REEMBED_STALE_S` (its replica died), take
+    it over from where it stopped."""
+    while True:
+        value: MetaValue | None = await store.meta_value(META_KEY)
+        if value is None:
+            return stored
+        current = SpaceRecord.decode(value.value)
+        if current.space.agreement(stored.space) < SAME_SPACE_COSINE:
+            raise SpaceMismatch(
+                f"another replica changed the cache store to embedder {current.space.name!r} "
+                "while this one waited for a re-embedding"
+            )
+        if current.reembedded_through is None:
+            return current
+        if time.time() - value.updated_at >= REEMBED_STALE_S:
+            log.warning(
+                "taking over an interrupted re-embedding of the cache (through id %d)",
+                current.reembedded_through,
+            )
+            return current
+        log.info(
+            "another replica is re-embedding the cache (through id %d); waiting",
+            current.reembedded_through,
+        )
+        await asyncio.sleep(2.0)

@@ -203,6 +203,9 @@ class CacheSnapshot:
     counters: CacheCounters | None = None
     stats: list[CategoryStats] = field(default_factory=list)
     available: bool = False
+    #: ``False`` while the store is re-embedded for this replica's embedder, and once
+    #: another replica changed the embedder under it.
+    serving: bool = True
 
 
 class CacheCollector(Collector):
@@ -218,11 +221,11 @@ class CacheCollector(Collector):
         yield up
         serving = GaugeMetricFamily(
             "cachegate_cache_serving",
-            "0 once another replica gave the cache store another embedder's vectors: this "
-            "replica then bypasses the cache until it restarts with that embedder.",
+            "0 while this replica bypasses its cache because of an embedder change: the "
+            "store is being re-embedded for it, or another replica gave the store another "
+            "embedder's vectors (restart this one with that embedder).",
         )
-        counters = snap.counters
-        serving.add_metric([], 0.0 if counters is not None and not counters.space_current else 1.0)
+        serving.add_metric([], 1.0 if snap.serving else 0.0)
         yield serving
         entries = GaugeMetricFamily(
             "cachegate_cache_entries", "Live cache entries per category.", labels=["category"]

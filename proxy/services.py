@@ -8,13 +8,20 @@ import logging
 import os
 import time
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-from backends import BatchingEmbedder, BatchLimits, OnnxEmbedder, SentenceTransformerEmbedder
+from backends import (
+    BatchingEmbedder,
+    BatchLimits,
+    EmbedderError,
+    Matrix,
+    OnnxEmbedder,
+    SentenceTransformerEmbedder,
+)
 from backends.backend import Backend, BackendSpec, Price
 from backends.circuit import CircuitBreaker
 from backends.embedding import Embedder
@@ -33,7 +40,7 @@ from cache import (
     SpaceMismatch,
     VectorSpace,
 )
-from cache.vector_space import SAME_SPACE_COSINE
+from cache.vector_space import SAME_SPACE_COSINE, Reembed
 from classifier import Classifier
 from proxy.adaptive import AdaptiveController
 from proxy.auth import Authenticator
@@ -105,12 +112,16 @@ class Services:
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     _reconnects: list[asyncio.Task[None]] = field(default_factory=list)
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
+    #: The store is being re-embedded for this embedder; the cache opens when it is done.
+    cache_reembedding: bool = False
 
     async def refresh_cache_snapshot(self) -> None:
         """Reads the cache's figures for the next scrape (on the cache's own thread)."""
         cache = self.cache
         if cache is None:
-            self.cache_snapshot = CacheSnapshot()
+            # Re-embedding reads and writes the store: it is up, the cache just not serving.
+            reembedding = self.cache_reembedding
+            self.cache_snapshot = CacheSnapshot(available=reembedding, serving=not reembedding)
             return
         try:
             stats = await cache.stats()
@@ -118,7 +129,9 @@ class Services:
             log.warning("cache stats unavailable: %s", exc)
             stats = self.cache_snapshot.stats
         counters = cache.counters()
-        self.cache_snapshot = CacheSnapshot(counters, stats, counters.store_available)
+        self.cache_snapshot = CacheSnapshot(
+            counters, stats, counters.store_available, counters.space_current
+        )
 
     def effective_policy(self, category: str) -> CategoryPolicy:
         configured = self.policies.for_category(category)
@@ -224,14 +237,29 @@ def build_embedder(cfg: EmbedderSettings) -> Embedder:
 
 
 async def open_cache(
-    settings: Settings, space: VectorSpace, checker: EquivalenceChecker | None
+    settings: Settings,
+    space: VectorSpace,
+    checker: EquivalenceChecker | None,
+    reembed: Reembed | None = None,
+    *,
+    migrate: bool = True,
 ) -> SemanticCache:
+    """Opens the cache store. With ``on_embedder_change: reembed`` a store of another
+    embedder is re-embedded only when ``reembed`` is given (in the background, by
+    :func:`_reembed_cache`); without it such a store is refused (:class:`SpaceMismatch`)
+    and left as it is. ``migrate=False`` skips the migrations (done already: Alembic's
+    module-level context must not run twice at once in one process)."""
     cfg = settings.cache
+    on_change = cfg.on_embedder_change
+    if on_change == "reembed" and reembed is None:
+        on_change = "refuse"
     return await SemanticCache.open(
         settings.storage.url,
         dim=int(space.probe.shape[1]),
         space=space,
-        on_space_change=cfg.on_embedder_change,
+        on_space_change=on_change,
+        reembed=reembed,
+        auto_migrate=migrate,
         snapshot_dir=settings.storage.snapshot_dir,
         snapshot_interval_s=cfg.snapshot_interval_s,
         checker=checker,
@@ -255,13 +283,57 @@ async def _keep_opening_cache(services: Services) -> None:
         if services.stopping.is_set():
             return
         try:
-            services.cache = await open_cache(services.settings, services.space, services.checker)
+            services.cache = await open_cache(
+                services.settings, services.space, services.checker, _reembedder(services)
+            )
             log.info("cache store reachable again; caching resumed")
         except CacheUnavailable as exc:
             log.warning("cache store still unreachable: %s", exc)
         except SpaceMismatch as exc:
             log.error("serving without cache: %s", exc)
             return
+
+
+def _reembedder(services: Services) -> Reembed | None:
+    """The re-embedding function of ``on_embedder_change: reembed`` (``None`` otherwise):
+    the service's embedder, one page at a time; it stops between pages once the service
+    is stopping (the store keeps the progress; the next start resumes)."""
+    if services.settings.cache.on_embedder_change != "reembed":
+        return None
+
+    async def reembed(texts: Sequence[str]) -> Matrix:
+        if services.stopping.is_set():
+            raise CacheError("re-embedding interrupted by shutdown; the next start resumes it")
+        try:
+            return await services.embedder.embed_many(texts)
+        except EmbedderError as exc:
+            raise CacheError(f"re-embedding the cache failed: {exc}") from exc
+
+    return reembed
+
+
+async def _reembed_cache(services: Services) -> None:
+    """Serves without a cache while the store's entries are embedded again with this
+    embedder (or another replica finishes doing so), then opens it."""
+    services.cache_reembedding = True
+    try:
+        services.cache = await open_cache(
+            services.settings,
+            services.space,
+            services.checker,
+            _reembedder(services),
+            migrate=False,  # the first attempt migrated; start-up may be migrating others
+        )
+        log.info("cache re-embedded for %r; caching resumed", services.space.name)
+    except CacheUnavailable as exc:
+        log.error("re-embedding stopped, the store is unreachable; serving without cache: %s", exc)
+    except CacheError as exc:
+        if services.stopping.is_set():
+            log.info("%s", exc)  # shutdown mid-way: the store keeps the progress
+        else:
+            log.error("serving without cache: %s", exc)
+    finally:
+        services.cache_reembedding = False
 
 
 async def build_services(
@@ -358,6 +430,14 @@ async def _open_parts(services: Services, model: Embedder) -> None:
         except CacheUnavailable as exc:
             log.error("cache store unreachable at start-up, serving without cache: %s", exc)
             services._reconnects.append(asyncio.create_task(_keep_opening_cache(services)))
+        except SpaceMismatch as exc:
+            if settings.cache.on_embedder_change != "reembed":
+                raise
+            # Start now and serve without the cache: a large store takes minutes to embed
+            # again, longer than a start-up may (probes, load balancers).
+            log.warning("serving without cache while it is re-embedded: %s", exc)
+            services.cache_reembedding = True
+            services._reconnects.append(asyncio.create_task(_reembed_cache(services)))
 
 
 async def open_ops(services: Services) -> None:

@@ -211,8 +211,9 @@ class CacheSettings(_Strict):
     policies: dict[str, PolicySettings] = Field(default_factory=dict)
     coalesce: CoalesceSettings = CoalesceSettings()
     # The store records which embedder wrote its vectors; when another one starts:
-    # refuse to start, or delete the entries and adopt the new embedder's space.
-    on_embedder_change: Literal["refuse", "flush"] = "refuse"
+    # refuse to start, delete the entries and adopt the new embedder's space, or embed
+    # the stored request texts again (in the background, serving without the cache).
+    on_embedder_change: Literal["refuse", "flush", "reembed"] = "refuse"
 
 
 class CategorySettings(_Strict):

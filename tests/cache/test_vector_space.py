@@ -95,7 +95,7 @@ async def test_a_store_without_a_record_takes_the_first_space(
 
 
 async def test_bad_on_space_change_is_refused(sqlite_url: str, clock: Clock) -> None:
-    with pytest.raises(CacheError, match="refuse or flush"):
+    with pytest.raises(CacheError, match="refuse, flush or reembed"):
         await SemanticCache.open(sqlite_url, clock=clock, space=MINI, on_space_change="drop")  # type: ignore[arg-type]
 
 

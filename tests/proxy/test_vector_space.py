@@ -184,3 +184,27 @@ def test_replica_left_on_the_old_embedder_bypasses_the_cache(
             new.flush_writes()
             assert _ask(new, question) == "hit"
             assert serving(new)
+
+
+def test_reembed_on_embedder_change_keeps_the_cache(
+    embedder: OnnxEmbedder, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    db = tmp_path / "cache.db"
+    question, paraphrase = (
+        "How do I reverse a list in Python?",
+        "How can I reverse a list in Python?",
+    )
+    with Stack(embedder, configure=lambda c: learned_parts_off(db, c)) as minilm:
+        assert _ask(minilm, question) == "miss"
+        minilm.flush_writes()
+    reembed = {"on_embedder_change": "reembed"}
+    with Stack(Rotated(embedder), configure=lambda c: learned_parts_off(db, c, **reembed)) as new:
+        # Started at once, serving without the cache; the cache opens when re-embedded.
+        def serving() -> bool:
+            metrics = httpx.get(new.url + "/metrics", timeout=10).text
+            return "cachegate_cache_serving 1.0" in metrics
+
+        assert wait_until(serving, timeout=30)
+        assert "re-embedded 1 cache entries for embedder 'rotated-minilm'" in caplog.text
+        # MiniLM's entry, embedded again by the new model, serves its paraphrase.
+        assert _ask(new, paraphrase) == "hit"
