@@ -14,6 +14,8 @@ from functools import partial
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
+import numpy as np
+
 from backends import (
     BatchingEmbedder,
     BatchLimits,
@@ -304,10 +306,17 @@ def _reembedder(services: Services) -> Reembed | None:
     async def reembed(texts: Sequence[str]) -> Matrix:
         if services.stopping.is_set():
             raise CacheError("re-embedding interrupted by shutdown; the next start resumes it")
+        # In batches of the request path's size: one call on a whole page was slower per
+        # text (133/s against 167/s at 64 on this 2-core machine).
+        step = services.settings.embedder.max_batch
         try:
-            return await services.embedder.embed_many(texts)
+            parts = [
+                await services.embedder.embed_many(texts[i : i + step])
+                for i in range(0, len(texts), step)
+            ]
         except EmbedderError as exc:
             raise CacheError(f"re-embedding the cache failed: {exc}") from exc
+        return np.concatenate(parts) if parts else np.zeros((0, services.embedder.dim), np.float32)
 
     return reembed
 
