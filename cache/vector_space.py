@@ -152,15 +152,16 @@ async def settle(
     fit = space.agreement(stored.space)
     if fit >= SAME_SPACE_COSINE and stored.reembedded_through is None:
         return Settled(text, stored.generation)
-    if fit >= SAME_SPACE_COSINE:  # a re-embedding into this very space, not finished
-        if on_change != "reembed":
-            raise SpaceMismatch(
-                f"the cache store is half re-embedded for embedder {stored.space.name!r} "
-                f"(entries up to id {stored.reembedded_through}); set "
-                "cache.on_embedder_change: reembed to finish it, or flush"
-            )
+    half_done = fit >= SAME_SPACE_COSINE  # a re-embedding into this very space, unfinished
+    if half_done and on_change == "reembed":
         assert reembed is not None
         return await _reembed(store, space, await _wait_for_other(store, stored), reembed)
+    if half_done and on_change == "refuse":
+        raise SpaceMismatch(
+            f"the cache store is half re-embedded for embedder {stored.space.name!r} "
+            f"(entries up to id {stored.reembedded_through}); set "
+            "cache.on_embedder_change: reembed to finish it, or flush"
+        )
     if on_change == "refuse":
         raise SpaceMismatch(
             f"the cache store holds vectors of embedder {stored.space.name!r}, and embedder "
@@ -169,7 +170,7 @@ async def settle(
             "entries or reembed to embed them again, or point storage.url at another "
             "database"
         )
-    if on_change == "reembed":
+    if on_change == "reembed" and not half_done:
         assert reembed is not None
         log.warning(
             "embedder changed from %r to %r (probe agreement %.2f): embedding the cache's "

@@ -195,3 +195,25 @@ async def test_a_snapshot_of_the_replaced_vectors_is_not_restored(
 async def test_reembed_needs_the_embedder(sqlite_url: str, clock: Clock) -> None:
     with pytest.raises(CacheError, match="reembed needs"):
         await SemanticCache.open(sqlite_url, clock=clock, space=MINI, on_space_change="reembed")
+
+
+async def test_a_half_reembedded_store_can_be_flushed(
+    sqlite_url: str, clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(vector_space, "REEMBED_PAGE", 2)
+    await fill(sqlite_url, clock, 5)
+    with pytest.raises(CacheError, match="went away"):
+        await SemanticCache.open(
+            sqlite_url,
+            clock=clock,
+            space=OTHER,
+            on_space_change="reembed",
+            reembed=NewModel(fail_after=2),
+        )
+    c = await SemanticCache.open(sqlite_url, clock=clock, space=OTHER, on_space_change="flush")
+    try:
+        assert c.counters().entries == 0 and c.space_generation == 2
+    finally:
+        await c.close()
+    stored, _ = await record(sqlite_url)
+    assert stored.reembedded_through is None
