@@ -100,19 +100,22 @@ async def test_reembed_on_postgres(pg_url: str, clock: Clock) -> None:
     await _reembed_keeps_every_entry(pg_url, clock)
 
 
+async def interrupted_after_one_page(
+    url: str, clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Five entries of MINI; a re-embedding for OTHER in pages of two that dies after one."""
+    monkeypatch.setattr(vector_space, "REEMBED_PAGE", 2)
+    await fill(url, clock, 5)
+    with pytest.raises(CacheError, match="went away"):
+        await SemanticCache.open(
+            url, clock=clock, space=OTHER, on_space_change="reembed", reembed=NewModel(2)
+        )
+
+
 async def test_an_interrupted_reembedding_is_resumed_not_trusted(
     sqlite_url: str, clock: Clock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(vector_space, "REEMBED_PAGE", 2)
-    await fill(sqlite_url, clock, 5)
-    with pytest.raises(CacheError, match="went away"):
-        await SemanticCache.open(
-            sqlite_url,
-            clock=clock,
-            space=OTHER,
-            on_space_change="reembed",
-            reembed=NewModel(fail_after=2),
-        )
+    await interrupted_after_one_page(sqlite_url, clock, monkeypatch)
     stored, _ = await record(sqlite_url)
     assert stored.space.name == OTHER.name and stored.reembedded_through == 2
     # Half done: neither model may use it as it is.
@@ -200,16 +203,7 @@ async def test_reembed_needs_the_embedder(sqlite_url: str, clock: Clock) -> None
 async def test_a_half_reembedded_store_can_be_flushed(
     sqlite_url: str, clock: Clock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(vector_space, "REEMBED_PAGE", 2)
-    await fill(sqlite_url, clock, 5)
-    with pytest.raises(CacheError, match="went away"):
-        await SemanticCache.open(
-            sqlite_url,
-            clock=clock,
-            space=OTHER,
-            on_space_change="reembed",
-            reembed=NewModel(fail_after=2),
-        )
+    await interrupted_after_one_page(sqlite_url, clock, monkeypatch)
     c = await SemanticCache.open(sqlite_url, clock=clock, space=OTHER, on_space_change="flush")
     try:
         assert c.counters().entries == 0 and c.space_generation == 2

@@ -80,6 +80,10 @@ async def test_store_of_another_embedder_is_refused(embedder: OnnxEmbedder, tmp_
         await build_services(other, embedder=Rotated(embedder))
 
 
+QUESTION = "How do I reverse a list in Python?"
+PARAPHRASE = "How can I reverse a list in Python?"
+
+
 def _ask(stack: Stack, text: str) -> str:
     with openai.OpenAI(base_url=stack.url + "/v1", api_key="x", max_retries=0) as client:
         raw = client.chat.completions.with_raw_response.create(
@@ -92,21 +96,17 @@ def test_flush_on_embedder_change_starts_the_cache_afresh(
     embedder: OnnxEmbedder, tmp_path: Path
 ) -> None:
     db = tmp_path / "cache.db"
-    question, paraphrase = (
-        "How do I reverse a list in Python?",
-        "How can I reverse a list in Python?",
-    )
     with Stack(embedder, configure=lambda c: learned_parts_off(db, c)) as minilm:
-        assert _ask(minilm, question) == "miss"
+        assert _ask(minilm, QUESTION) == "miss"
         minilm.flush_writes()
-        assert _ask(minilm, paraphrase) == "hit"
+        assert _ask(minilm, PARAPHRASE) == "hit"
     flush = {"on_embedder_change": "flush"}
     with Stack(Rotated(embedder), configure=lambda c: learned_parts_off(db, c, **flush)) as rotated:
         # MiniLM's entry is gone (kept, the exact tier would have served it) ...
-        assert _ask(rotated, question) == "miss"
+        assert _ask(rotated, QUESTION) == "miss"
         rotated.flush_writes()
         # ... and the new model's own entries serve paraphrases as MiniLM's did.
-        assert _ask(rotated, paraphrase) == "hit"
+        assert _ask(rotated, PARAPHRASE) == "hit"
 
 
 def test_int8_embedder_keeps_the_learned_parts_and_the_store(
@@ -166,23 +166,22 @@ def test_replica_left_on_the_old_embedder_bypasses_the_cache(
     # and on_embedder_change: flush. The old one must stop serving and writing MiniLM
     # vectors into a store that now holds the new model's: its requests bypass the cache.
     db = tmp_path / "cache.db"
-    question = "How do I reverse a list in Python?"
     flush = {"on_embedder_change": "flush"}
 
     def serving(stack: Stack) -> bool:
         return "cachegate_cache_serving 1.0" in httpx.get(stack.url + "/metrics", timeout=10).text
 
     with Stack(embedder, configure=lambda c: learned_parts_off(db, c)) as old:
-        assert _ask(old, question) == "miss"
+        assert _ask(old, QUESTION) == "miss"
         old.flush_writes()
-        assert _ask(old, question) == "hit"
+        assert _ask(old, QUESTION) == "hit"
         assert serving(old)
         with Stack(Rotated(embedder), configure=lambda c: learned_parts_off(db, c, **flush)) as new:
             assert wait_until(lambda: not serving(old), timeout=15)
-            assert _ask(old, question) == "bypass"
-            assert _ask(new, question) == "miss"
+            assert _ask(old, QUESTION) == "bypass"
+            assert _ask(new, QUESTION) == "miss"
             new.flush_writes()
-            assert _ask(new, question) == "hit"
+            assert _ask(new, QUESTION) == "hit"
             assert serving(new)
 
 
@@ -190,12 +189,8 @@ def test_reembed_on_embedder_change_keeps_the_cache(
     embedder: OnnxEmbedder, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     db = tmp_path / "cache.db"
-    question, paraphrase = (
-        "How do I reverse a list in Python?",
-        "How can I reverse a list in Python?",
-    )
     with Stack(embedder, configure=lambda c: learned_parts_off(db, c)) as minilm:
-        assert _ask(minilm, question) == "miss"
+        assert _ask(minilm, QUESTION) == "miss"
         minilm.flush_writes()
     reembed = {"on_embedder_change": "reembed"}
     with Stack(Rotated(embedder), configure=lambda c: learned_parts_off(db, c, **reembed)) as new:
@@ -207,4 +202,4 @@ def test_reembed_on_embedder_change_keeps_the_cache(
         assert wait_until(serving, timeout=30)
         assert "re-embedded 1 cache entries for embedder 'rotated-minilm'" in caplog.text
         # MiniLM's entry, embedded again by the new model, serves its paraphrase.
-        assert _ask(new, paraphrase) == "hit"
+        assert _ask(new, PARAPHRASE) == "hit"
