@@ -23,6 +23,8 @@ import asyncio
 import base64
 import json
 import logging
+import os
+import socket
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
@@ -97,12 +99,15 @@ class SpaceRecord:
     generation: int = 0
     #: ``None`` when every vector is of ``space``; else ids up to this one are.
     reembedded_through: int | None = None
+    #: Who is re-embedding (host and process; see :func:`_me`).
+    owner: str | None = None
 
     def encode(self) -> str:
         raw = json.loads(self.space.encode())
         raw["generation"] = self.generation
         if self.reembedded_through is not None:
             raw["reembedded_through"] = self.reembedded_through
+            raw["owner"] = self.owner
         return json.dumps(raw)
 
     @classmethod
@@ -110,10 +115,12 @@ class SpaceRecord:
         try:
             raw = json.loads(text)
             through = raw.get("reembedded_through")
+            owner = raw.get("owner")
             return cls(
                 VectorSpace.decode(text),
                 int(raw.get("generation", 0)),
                 None if through is None else int(through),
+                None if owner is None else str(owner),
             )
         except (ValueError, TypeError, AttributeError) as exc:
             raise CacheError(f"unreadable {META_KEY} record in the cache store: {exc}") from exc
@@ -179,7 +186,7 @@ async def settle(
             space.name,
             fit,
         )
-        start = SpaceRecord(space, stored.generation + 1, reembedded_through=0)
+        start = SpaceRecord(space, stored.generation + 1, reembedded_through=0, owner=_me())
         # The record changes first: replicas still on the old model stop writing at once.
         await store.set_meta(META_KEY, start.encode(), time.time())
         return await _reembed(store, space, start, reembed)
@@ -219,7 +226,7 @@ async def _reembed(
         if vectors.shape != (len(page), space.probe.shape[1]):
             raise CacheError(f"re-embedding returned shape {vectors.shape} for {len(page)} texts")
         through = page[-1][0]
-        progress = replace(record, reembedded_through=through).encode()
+        progress = replace(record, reembedded_through=through, owner=_me()).encode()
         await store.replace_vectors(
             [(eid, v) for (eid, _), v in zip(page, vectors, strict=True)],
             META_KEY,
@@ -238,7 +245,7 @@ async def _reembed(
                 rate,
                 max(total - done, 0) / max(rate, 1e-9),
             )
-    final = replace(record, reembedded_through=None).encode()
+    final = replace(record, reembedded_through=None, owner=None).encode()
     await store.set_meta(META_KEY, final, time.time())
     log.warning(
         "re-embedded %d cache entries for embedder %r in %.1f s",
@@ -250,8 +257,9 @@ async def _reembed(
 
 
 async def _wait_for_other(store: DocumentStore, stored: SpaceRecord) -> SpaceRecord:
-    """An unfinished re-embedding into our space is in the record: while its record keeps
-    moving (another replica is at it) wait; once it is finished, take the finished
+    """An unfinished re-embedding into our space is in the record: our own (this process
+    retrying after a store outage, or a restarted container) resumes at once; while
+    another replica's record keeps moving wait; once it is finished, take the finished
     record; once it has not moved for :data:`REEMBED_STALE_S` (its replica died), take
     it over from where it stopped."""
     while True:
@@ -264,7 +272,7 @@ async def _wait_for_other(store: DocumentStore, stored: SpaceRecord) -> SpaceRec
                 f"another replica changed the cache store to embedder {current.space.name!r} "
                 "while this one waited for a re-embedding"
             )
-        if current.reembedded_through is None:
+        if current.reembedded_through is None or current.owner == _me():
             return current
         if time.time() - value.updated_at >= REEMBED_STALE_S:
             log.warning(
@@ -277,3 +285,9 @@ async def _wait_for_other(store: DocumentStore, stored: SpaceRecord) -> SpaceRec
             current.reembedded_through,
         )
         await asyncio.sleep(2.0)
+
+
+def _me() -> str:
+    """This process, as a re-embedding's owner: a restarted container keeps its host name
+    and, as PID 1, its process id, and may resume its own run without waiting."""
+    return f"{socket.gethostname()}:{os.getpid()}"

@@ -323,24 +323,30 @@ def _reembedder(services: Services) -> Reembed | None:
 
 async def _reembed_cache(services: Services) -> None:
     """Serves without a cache while the store's entries are embedded again with this
-    embedder (or another replica finishes doing so), then opens it."""
+    embedder (or another replica finishes doing so), then opens it. A store outage
+    pauses it; it resumes where it stopped when the store is back."""
     services.cache_reembedding = True
     try:
-        services.cache = await open_cache(
-            services.settings,
-            services.space,
-            services.checker,
-            _reembedder(services),
-            migrate=False,  # the first attempt migrated; start-up may be migrating others
-        )
-        log.info("cache re-embedded for %r; caching resumed", services.space.name)
-    except CacheUnavailable as exc:
-        log.error("re-embedding stopped, the store is unreachable; serving without cache: %s", exc)
-    except CacheError as exc:
-        if services.stopping.is_set():
-            log.info("%s", exc)  # shutdown mid-way: the store keeps the progress
-        else:
-            log.error("serving without cache: %s", exc)
+        while services.cache is None and not services.stopping.is_set():
+            try:
+                services.cache = await open_cache(
+                    services.settings,
+                    services.space,
+                    services.checker,
+                    _reembedder(services),
+                    migrate=False,  # the first attempt migrated; start-up may be migrating others
+                )
+                log.info("cache re-embedded for %r; caching resumed", services.space.name)
+            except CacheUnavailable as exc:
+                log.warning("re-embedding paused, the cache store is unreachable: %s", exc)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(services.stopping.wait(), CACHE_RETRY_S)
+            except CacheError as exc:
+                if services.stopping.is_set():
+                    log.info("%s", exc)  # shutdown mid-way: the store keeps the progress
+                else:
+                    log.error("serving without cache: %s", exc)
+                return
     finally:
         services.cache_reembedding = False
 

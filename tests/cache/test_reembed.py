@@ -123,8 +123,8 @@ async def test_an_interrupted_reembedding_is_resumed_not_trusted(
         await SemanticCache.open(sqlite_url, clock=clock, space=OTHER)
     with pytest.raises(SpaceMismatch):
         await SemanticCache.open(sqlite_url, clock=clock, space=MINI)
-    # The interrupted run's record stopped moving: the next start takes over where it was.
-    monkeypatch.setattr(vector_space, "REEMBED_STALE_S", 0.0)
+    # The run was this process's (a retry after a store outage, a restarted container):
+    # it resumes at once where it was, without waiting for the record to go stale.
     model = NewModel()
     c = await SemanticCache.open(
         sqlite_url, clock=clock, space=OTHER, on_space_change="reembed", reembed=model
@@ -132,6 +132,28 @@ async def test_an_interrupted_reembedding_is_resumed_not_trusted(
     try:
         assert model.seen == ["question 2", "question 3", "question 4"]
         assert await hits(c, 5) == 5
+    finally:
+        await c.close()
+
+
+async def test_a_stalled_run_of_another_replica_is_taken_over(
+    sqlite_url: str, clock: Clock
+) -> None:
+    await fill(sqlite_url, clock, 3)
+    stalled = SpaceRecord(OTHER, generation=1, reembedded_through=1, owner="gone:1").encode()
+    engine = create_async_engine(sqlite_url)
+    async with engine.begin() as conn:
+        await conn.execute(
+            sa.text("UPDATE cache_meta SET value = :v, updated_at = :t"),
+            {"v": stalled, "t": time.time() - vector_space.REEMBED_STALE_S - 1},
+        )
+    await engine.dispose()
+    model = NewModel()
+    c = await SemanticCache.open(
+        sqlite_url, clock=clock, space=OTHER, on_space_change="reembed", reembed=model
+    )
+    try:
+        assert model.seen == ["question 1", "question 2"]  # id 1 was done by the other
     finally:
         await c.close()
 
