@@ -59,6 +59,24 @@ async def record(url: str) -> tuple[SpaceRecord, float]:
     return SpaceRecord.decode(row.value), float(row.updated_at)
 
 
+async def open_reembedding(url: str, clock: Clock, model: NewModel) -> SemanticCache:
+    """A cache for OTHER that re-embeds a store of another space with ``model``."""
+    return await SemanticCache.open(
+        url, clock=clock, space=OTHER, on_space_change="reembed", reembed=model
+    )
+
+
+async def write_record(url: str, value: str, updated_at: float) -> None:
+    """Sets the store's space record as another replica would have left it."""
+    engine = create_async_engine(url)
+    async with engine.begin() as conn:
+        await conn.execute(
+            sa.text("UPDATE cache_meta SET value = :v, updated_at = :t"),
+            {"v": value, "t": updated_at},
+        )
+    await engine.dispose()
+
+
 async def hits(c: SemanticCache, n: int, vector: object = new_vector) -> int:
     """Semantic hits for question 0..n-1 asked in other words (no exact-tier match)."""
     found = 0
@@ -126,9 +144,7 @@ async def test_an_interrupted_reembedding_is_resumed_not_trusted(
     # The run was this process's (a retry after a store outage, a restarted container):
     # it resumes at once where it was, without waiting for the record to go stale.
     model = NewModel()
-    c = await SemanticCache.open(
-        sqlite_url, clock=clock, space=OTHER, on_space_change="reembed", reembed=model
-    )
+    c = await open_reembedding(sqlite_url, clock, model)
     try:
         assert model.seen == ["question 2", "question 3", "question 4"]
         assert await hits(c, 5) == 5
@@ -141,17 +157,9 @@ async def test_a_stalled_run_of_another_replica_is_taken_over(
 ) -> None:
     await fill(sqlite_url, clock, 3)
     stalled = SpaceRecord(OTHER, generation=1, reembedded_through=1, owner="gone:1").encode()
-    engine = create_async_engine(sqlite_url)
-    async with engine.begin() as conn:
-        await conn.execute(
-            sa.text("UPDATE cache_meta SET value = :v, updated_at = :t"),
-            {"v": stalled, "t": time.time() - vector_space.REEMBED_STALE_S - 1},
-        )
-    await engine.dispose()
+    await write_record(sqlite_url, stalled, time.time() - vector_space.REEMBED_STALE_S - 1)
     model = NewModel()
-    c = await SemanticCache.open(
-        sqlite_url, clock=clock, space=OTHER, on_space_change="reembed", reembed=model
-    )
+    c = await open_reembedding(sqlite_url, clock, model)
     try:
         assert model.seen == ["question 1", "question 2"]  # id 1 was done by the other
     finally:
@@ -162,26 +170,15 @@ async def test_a_replica_waits_for_another_replicas_reembedding(
     sqlite_url: str, clock: Clock
 ) -> None:
     await fill(sqlite_url, clock, 3)
-    busy = SpaceRecord(OTHER, generation=1, reembedded_through=1).encode()
-    engine = create_async_engine(sqlite_url)
-    async with engine.begin() as conn:
-        await conn.execute(
-            sa.text("UPDATE cache_meta SET value = :v, updated_at = :t"),
-            {"v": busy, "t": time.time()},
-        )
+    busy = SpaceRecord(OTHER, generation=1, reembedded_through=1, owner="busy:1").encode()
+    await write_record(sqlite_url, busy, time.time())
     model = NewModel()
-    opening = asyncio.create_task(
-        SemanticCache.open(
-            sqlite_url, clock=clock, space=OTHER, on_space_change="reembed", reembed=model
-        )
-    )
+    opening = asyncio.create_task(open_reembedding(sqlite_url, clock, model))
     await asyncio.sleep(0.5)
     assert not opening.done()  # the other replica's record is fresh: it waits
     done = json.loads(busy)
-    del done["reembedded_through"]
-    async with engine.begin() as conn:  # "the other replica" finishes
-        await conn.execute(sa.text("UPDATE cache_meta SET value = :v"), {"v": json.dumps(done)})
-    await engine.dispose()
+    del done["reembedded_through"], done["owner"]
+    await write_record(sqlite_url, json.dumps(done), time.time())  # "the other" finishes
     c = await asyncio.wait_for(opening, timeout=10)
     try:
         assert model.seen == []  # nothing embedded twice
