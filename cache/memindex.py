@@ -192,6 +192,11 @@ class MemIndex:
         return out
 
     # -- queries ----------------------------------------------------------------------
+    def vectors(self, cands: list[tuple[int, float]]) -> npt.NDArray[np.float32]:
+        """The stored vectors of ``(entry id, similarity)`` candidates, one row each."""
+        slots = np.fromiter((self.meta[eid].slot for eid, _ in cands), np.int64, len(cands))
+        return self.rows.take(slots)
+
     def exact_match(self, key: str, now: float) -> EntryMeta | None:
         eid = self.exact.get(key)
         m = self.meta.get(eid) if eid is not None else None

@@ -324,10 +324,10 @@ class SemanticCache:
         now = self.clock()
         key = exact_key(scope, text)
         group = (scope.tenant, scope.model_alias, scope.fingerprint)
-        exact, cands = await self.on_index(
+        exact, cands, cand_vecs = await self.on_index(
             self._probe, key, group, vec, policy.similarity_threshold, now, category, policy
         )
-        hit = await self._choose(cands, exact, text, vec, policy) if cands else None
+        hit = await self._choose(cands, cand_vecs, exact, text, vec, policy) if cands else None
         stat_key = (category, scope.tenant)
         if hit is None:
             self.misses[stat_key] += 1
@@ -408,20 +408,27 @@ class SemanticCache:
         now: float,
         category: str,
         policy: CategoryPolicy,
-    ) -> tuple[bool, list[tuple[int, float]]]:
+    ) -> tuple[bool, list[tuple[int, float]], Vector]:
+        """On the index thread: (exact match?, candidates with their similarity, and the
+        candidates' vectors as the index holds them)."""
         # Under a TTL stretch (load adaptation), entries of the lookup's own category
         # that expired less than (stretch - 1) × TTL ago may still be served; the index
         # is asked as of that earlier time and the rest filtered here, per entry.
         stretch = policy.ttl_stretch
         seen_at = now - (stretch - 1.0) * policy.ttl_seconds
+        meta = self.index.meta
         m = self.index.exact_match(key, seen_at)
         if m is not None and self._servable(m, now, category, stretch):
-            return True, [(m.entry_id, 1.0)]
+            cands = [(m.entry_id, 1.0)]
+            return True, cands, self.index.vectors(cands)
         cands = self.index.search_group(group, vec, self.candidates, floor, seen_at)
         if stretch > 1.0:
-            meta = self.index.meta
             cands = [c for c in cands if self._servable(meta[c[0]], now, category, stretch)]
-        return False, cands
+        # The check reads these, not the documents' stored vectors: a document fetched
+        # from SQL may already hold another embedder's vector (a re-embedding under way
+        # on another replica, before this one's next poll stops it), while the index
+        # holds the vectors it searched with.
+        return False, cands, self.index.vectors(cands)
 
     @staticmethod
     def _servable(m: EntryMeta, now: float, category: str, stretch: float) -> bool:
@@ -433,24 +440,27 @@ class SemanticCache:
     async def _choose(
         self,
         cands: list[tuple[int, float]],
+        cand_vecs: Vector,
         exact: bool,
         text: str,
         vec: Vector,
         policy: CategoryPolicy,
     ) -> tuple[Document, float] | None:
         docs = await self._documents([eid for eid, _ in cands])
-        found = [(docs[eid], sim) for eid, sim in cands if eid in docs]
+        found = [
+            (docs[eid], sim, cand_vecs[row]) for row, (eid, sim) in enumerate(cands) if eid in docs
+        ]
         if not found:
             return None
         if exact or self.checker is None:
-            return found[0]
+            return found[0][0], found[0][1]
         checker, threshold = self.checker, policy.equivalence_threshold
 
         def judge() -> tuple[Document, float] | None:
             best: tuple[float, Document, float] | None = None
-            for doc, sim in found:
+            for doc, sim, cand_vec in found:
                 try:
-                    verdict = checker.check(text, vec, doc.request_text, doc.vector(), threshold)
+                    verdict = checker.check(text, vec, doc.request_text, cand_vec, threshold)
                 except CacheError as exc:  # e.g. a stored vector the checker refuses
                     log.warning("equivalence check failed on entry %d: %s", doc.entry_id, exc)
                     continue

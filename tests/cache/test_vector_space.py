@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from cache import CacheError, SemanticCache, SpaceMismatch, VectorSpace
-from tests.cache.conftest import POLICY, SCOPE, Clock, entry, unit
+from tests.cache.conftest import POLICY, SCOPE, Clock, Verdict, entry, unit
 
 
 def space(name: str, seed: int, noise: float = 0.0) -> VectorSpace:
@@ -188,3 +188,41 @@ async def test_replicas_on_postgres_stop_the_one_left_on_the_old_embedder(
     pg_url: str, clock: Clock
 ) -> None:
     await _two_replicas_change_embedder(pg_url, clock)
+
+
+class RecordingChecker:
+    """Accepts every candidate and remembers the candidate vectors it was given."""
+
+    def __init__(self) -> None:
+        self.seen: list[np.ndarray] = []
+
+    def check(self, query_text: str, query_vec: object, cand_text: str, cand_vec: np.ndarray,
+              threshold: float | None = None) -> Verdict:  # fmt: skip
+        self.seen.append(np.array(cand_vec))
+        return Verdict(score=1.0, equivalent=True)
+
+
+async def test_the_check_reads_the_vector_the_index_searched_with(
+    sqlite_url: str, clock: Clock
+) -> None:
+    # Another replica re-embeds the row behind this one's back (before its next poll):
+    # a document fetched from SQL then carries a vector of the other space. The check
+    # must compare against the vector this index found the candidate with.
+    checker = RecordingChecker()
+    c = await SemanticCache.open(sqlite_url, clock=clock, space=MINI, checker=checker)
+    try:
+        c.submit(entry("question 0", unit(0)), POLICY)
+        await c.flush()
+        engine = create_async_engine(sqlite_url)
+        async with engine.begin() as conn:
+            await conn.execute(
+                sa.text("UPDATE cache_entries SET vector = :v"), {"v": unit(999).tobytes()}
+            )
+        await engine.dispose()
+        for eid in list(c.index.meta):
+            c.docs.drop(eid)  # not held in memory: the document is read from SQL
+        hit = await c.lookup(SCOPE, "question zero", unit(0), "factual", POLICY)
+        assert hit is not None
+        assert len(checker.seen) == 1 and np.allclose(checker.seen[0], unit(0))
+    finally:
+        await c.close()
