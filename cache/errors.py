@@ -39,4 +39,5 @@ class SpaceMismatch(CacheError):
 
 class SpaceChanged(SpaceMismatch):
     """Since this cache opened, another replica gave the store another embedder's space
-    (``cache.on_embedder_change: flush``); this replica must not read or write it."""
+    (``cache.on_embedder_change: flush`` or ``reembed``); this replica must not read or
+    write it."""

@@ -508,11 +508,12 @@ class SemanticCache:
         """Whether the store still holds the vector space this cache opened with.
 
         Another replica started with another embedder and ``on_embedder_change: flush``
-        empties the store and records its own space. From then on this replica's vectors
-        and the store's mean nothing to each other, so it stops serving: lookups miss,
-        nothing is written (the store refuses its inserts anyway), and
-        :attr:`space_lost` says why. Checked by the background task every sweep
-        interval and by every insert. Raises :class:`CacheUnavailable`."""
+        or ``reembed`` records its own space in the store. From then on this replica's
+        vectors and the store's mean nothing to each other, so it stops serving: lookups
+        miss, nothing is written (the store refuses its inserts anyway), and
+        :attr:`space_lost` says why. Checked by every poll of the change feed that finds
+        changes (before applying them) and, in the store, by every insert. Raises
+        :class:`CacheUnavailable`."""
         if self.space_lost is not None:
             return False
         expected = self.store.guarded_value()
