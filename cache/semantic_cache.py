@@ -516,8 +516,7 @@ class SemanticCache:
         :class:`CacheUnavailable`."""
         if self.space_lost is not None:
             return False
-        expected = self.store.guarded_value()
-        if expected is None or await self.store.read_meta(SPACE_KEY) == expected:
+        if await self.store.guard_holds():
             return True
         self.lose_space("the store's vector-space record changed")
         return False

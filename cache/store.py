@@ -134,15 +134,19 @@ class DocumentStore:
         advisory lock), so no insert lands after another writer replaced the value."""
         self._guard = (key, value)
 
-    def guarded_value(self) -> str | None:
-        return None if self._guard is None else self._guard[1]
+    async def guard_holds(self) -> bool:
+        """Whether ``cache_meta`` still holds the guarded value (``True`` without a guard)."""
+        if self._guard is None:
+            return True
+        key, value = self._guard
+        async with self._read() as conn:
+            return await _meta_in(conn, key) == value
 
     async def _check_guard(self, conn: AsyncConnection) -> None:
         if self._guard is None:
             return
         key, value = self._guard
-        stmt = sa.select(cache_meta.c.value).where(cache_meta.c.key == key)
-        if (await conn.execute(stmt)).scalar_one_or_none() != value:
+        if await _meta_in(conn, key) != value:
             raise SpaceChanged(f"the cache store's {key} record changed: this insert is refused")
 
     async def _log(self, conn: AsyncConnection, ids: Sequence[int], op: str, now: float) -> None:
@@ -354,22 +358,16 @@ class DocumentStore:
     async def claim_meta(self, key: str, value: str, now: float) -> str:
         """Stores ``value`` under ``key`` unless a value is there; returns the stored one
         (``value``, or what another replica wrote first: the write lock orders them)."""
-        M = cache_meta.c
         async with self._write() as conn:
-            stmt = sa.select(M.value).where(M.key == key)
-            stored = (await conn.execute(stmt)).scalar_one_or_none()
+            stored = await _meta_in(conn, key)
             if stored is not None:
-                return str(stored)
+                return stored
             await conn.execute(sa.insert(cache_meta).values(key=key, value=value, updated_at=now))
             return value
 
     async def set_meta(self, key: str, value: str, now: float) -> None:
         async with self._write() as conn:
             await self._put_meta(conn, key, value, now)
-
-    async def read_meta(self, key: str) -> str | None:
-        found = await self.meta_value(key)
-        return None if found is None else found.value
 
     async def meta_value(self, key: str) -> MetaValue | None:
         M = cache_meta.c
@@ -454,6 +452,12 @@ class DocumentStore:
         stmt = sa.select(sa.func.count()).where(where, E.deleted.is_(False))
         async with self._read() as conn:
             return int((await conn.execute(stmt)).scalar_one())
+
+
+async def _meta_in(conn: AsyncConnection, key: str) -> str | None:
+    stmt = sa.select(cache_meta.c.value).where(cache_meta.c.key == key)
+    value = (await conn.execute(stmt)).scalar_one_or_none()
+    return None if value is None else str(value)
 
 
 def _info(r: sa.Row[Any]) -> EntryInfo:

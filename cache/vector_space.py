@@ -129,13 +129,11 @@ class SpaceRecord:
 @dataclass(frozen=True, slots=True)
 class Settled:
     """What :func:`settle` left: the store's space record this cache agrees with (every
-    later insert and the periodic check compare against it), its generation, and how
-    many entries it deleted or embedded again."""
+    later insert and every poll of the change feed compare against it) and its
+    generation."""
 
     record: str
     generation: int
-    deleted: int = 0
-    reembedded: int = 0
 
 
 async def settle(
@@ -157,13 +155,12 @@ async def settle(
     text = await store.claim_meta(META_KEY, SpaceRecord(space).encode(), now)
     stored = SpaceRecord.decode(text)
     fit = space.agreement(stored.space)
-    if fit >= SAME_SPACE_COSINE and stored.reembedded_through is None:
+    ours = fit >= SAME_SPACE_COSINE
+    if ours and stored.reembedded_through is None:
         return Settled(text, stored.generation)
-    half_done = fit >= SAME_SPACE_COSINE  # a re-embedding into this very space, unfinished
-    if half_done and on_change == "reembed":
-        assert reembed is not None
-        return await _reembed(store, space, await _wait_for_other(store, stored), reembed)
-    if half_done and on_change == "refuse":
+    # Past here the store holds another embedder's vectors, or (``ours``) is half
+    # re-embedded into this one's.
+    if on_change == "refuse" and ours:
         raise SpaceMismatch(
             f"the cache store is half re-embedded for embedder {stored.space.name!r} "
             f"(entries up to id {stored.reembedded_through}); set "
@@ -177,7 +174,10 @@ async def settle(
             "entries or reembed to embed them again, or point storage.url at another "
             "database"
         )
-    if on_change == "reembed" and not half_done:
+    if on_change == "reembed" and ours:
+        assert reembed is not None
+        return await _reembed(store, space, await _wait_for_other(store, stored), reembed)
+    if on_change == "reembed":
         assert reembed is not None
         log.warning(
             "embedder changed from %r to %r (probe agreement %.2f): embedding the cache's "
@@ -201,7 +201,7 @@ async def settle(
         fit,
         len(ids),
     )
-    return Settled(text, stored.generation + 1, deleted=len(ids))
+    return Settled(text, stored.generation + 1)
 
 
 async def _reembed(
@@ -253,7 +253,7 @@ async def _reembed(
         space.name,
         time.monotonic() - started,
     )
-    return Settled(final, record.generation, reembedded=done)
+    return Settled(final, record.generation)
 
 
 async def _wait_for_other(store: DocumentStore, stored: SpaceRecord) -> SpaceRecord:

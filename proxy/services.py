@@ -248,7 +248,7 @@ async def open_cache(
 ) -> SemanticCache:
     """Opens the cache store. With ``on_embedder_change: reembed`` a store of another
     embedder is re-embedded only when ``reembed`` is given (in the background, by
-    :func:`_reembed_cache`); without it such a store is refused (:class:`SpaceMismatch`)
+    :func:`_keep_opening_cache`); without it such a store is refused (:class:`SpaceMismatch`)
     and left as it is. ``migrate=False`` skips the migrations (done already: Alembic's
     module-level context must not run twice at once in one process)."""
     cfg = settings.cache
@@ -272,28 +272,47 @@ async def open_cache(
     )
 
 
-async def _keep_opening_cache(services: Services) -> None:
-    """The store was down at start-up: serve without a cache and keep trying.
+async def _keep_opening_cache(services: Services, *, reembedding: bool = False) -> None:
+    """Serves without a cache until it opens, trying every ``CACHE_RETRY_S``.
 
-    Waits on ``services.stopping`` rather than being cancelled: a connection
-    attempt abandoned half-way would finish on the driver's thread after the
+    Started when the store was down at start-up, or (``reembedding``) when it holds
+    another embedder's entries and ``on_embedder_change: reembed`` embeds them again:
+    that happens here, in the background, and a store outage only pauses it (it resumes
+    where it stopped). Waits on ``services.stopping`` rather than being cancelled: a
+    connection attempt abandoned half-way would finish on the driver's thread after the
     event loop has closed.
     """
-    while services.cache is None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(services.stopping.wait(), CACHE_RETRY_S)
-        if services.stopping.is_set():
-            return
-        try:
-            services.cache = await open_cache(
-                services.settings, services.space, services.checker, _reembedder(services)
-            )
-            log.info("cache store reachable again; caching resumed")
-        except CacheUnavailable as exc:
-            log.warning("cache store still unreachable: %s", exc)
-        except SpaceMismatch as exc:
-            log.error("serving without cache: %s", exc)
-            return
+    services.cache_reembedding = reembedding
+    wait = not reembedding  # a re-embedding starts at once
+    try:
+        while services.cache is None:
+            if wait:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(services.stopping.wait(), CACHE_RETRY_S)
+            wait = True
+            if services.stopping.is_set():
+                return
+            try:
+                services.cache = await open_cache(
+                    services.settings,
+                    services.space,
+                    services.checker,
+                    _reembedder(services),
+                    # A re-embedding follows an attempt that migrated, while start-up may
+                    # still be migrating the other stores.
+                    migrate=not reembedding,
+                )
+                log.info("cache opened; caching resumed")
+            except CacheUnavailable as exc:
+                log.warning("cache store still unreachable: %s", exc)
+            except CacheError as exc:  # another embedder's store, a failed re-embedding
+                if services.stopping.is_set():
+                    log.info("%s", exc)  # shutdown mid-way: the store keeps the progress
+                else:
+                    log.error("serving without cache: %s", exc)
+                return
+    finally:
+        services.cache_reembedding = False
 
 
 def _reembedder(services: Services) -> Reembed | None:
@@ -319,36 +338,6 @@ def _reembedder(services: Services) -> Reembed | None:
         return np.concatenate(parts) if parts else np.zeros((0, services.embedder.dim), np.float32)
 
     return reembed
-
-
-async def _reembed_cache(services: Services) -> None:
-    """Serves without a cache while the store's entries are embedded again with this
-    embedder (or another replica finishes doing so), then opens it. A store outage
-    pauses it; it resumes where it stopped when the store is back."""
-    services.cache_reembedding = True
-    try:
-        while services.cache is None and not services.stopping.is_set():
-            try:
-                services.cache = await open_cache(
-                    services.settings,
-                    services.space,
-                    services.checker,
-                    _reembedder(services),
-                    migrate=False,  # the first attempt migrated; start-up may be migrating others
-                )
-                log.info("cache re-embedded for %r; caching resumed", services.space.name)
-            except CacheUnavailable as exc:
-                log.warning("re-embedding paused, the cache store is unreachable: %s", exc)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(services.stopping.wait(), CACHE_RETRY_S)
-            except CacheError as exc:
-                if services.stopping.is_set():
-                    log.info("%s", exc)  # shutdown mid-way: the store keeps the progress
-                else:
-                    log.error("serving without cache: %s", exc)
-                return
-    finally:
-        services.cache_reembedding = False
 
 
 async def build_services(
@@ -452,7 +441,8 @@ async def _open_parts(services: Services, model: Embedder) -> None:
             # again, longer than a start-up may (probes, load balancers).
             log.warning("serving without cache while it is re-embedded: %s", exc)
             services.cache_reembedding = True
-            services._reconnects.append(asyncio.create_task(_reembed_cache(services)))
+            task = _keep_opening_cache(services, reembedding=True)
+            services._reconnects.append(asyncio.create_task(task))
 
 
 async def open_ops(services: Services) -> None:
