@@ -171,13 +171,25 @@ def test_replica_left_on_the_old_embedder_bypasses_the_cache(
     def serving(stack: Stack) -> bool:
         return "cachegate_cache_serving 1.0" in httpx.get(stack.url + "/metrics", timeout=10).text
 
-    with Stack(embedder, configure=lambda c: learned_parts_off(db, c)) as old:
+    def with_admin(cfg: Cfg) -> None:
+        learned_parts_off(db, cfg)
+        cfg["auth"]["admin_key_env"] = "TEST_ADMIN_KEY"
+
+    def admin_stats(stack: Stack) -> dict[str, Any]:
+        headers = {"Authorization": "Bearer adm"}
+        reply = httpx.get(stack.url + "/admin/cache/stats", headers=headers, timeout=10)
+        reply.raise_for_status()
+        stats: dict[str, Any] = reply.json()
+        return stats
+
+    with Stack(embedder, configure=with_admin, env={"TEST_ADMIN_KEY": "adm"}) as old:
         assert _ask(old, QUESTION) == "miss"
         old.flush_writes()
         assert _ask(old, QUESTION) == "hit"
-        assert serving(old)
+        assert serving(old) and admin_stats(old)["serving"] is True
         with Stack(Rotated(embedder), configure=lambda c: learned_parts_off(db, c, **flush)) as new:
             assert wait_until(lambda: not serving(old), timeout=15)
+            assert admin_stats(old)["serving"] is False
             assert _ask(old, QUESTION) == "bypass"
             assert _ask(new, QUESTION) == "miss"
             new.flush_writes()
