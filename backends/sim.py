@@ -46,7 +46,14 @@ class Faults:
     latency_scale: float = 1.0  # multiplies the profile's latency (0: instant)
     max_concurrency: int | None = None  # queue requests beyond this many
     hold: bool = False  # requests wait (after being received) until hold is turned off
+    #: answers end in broken Unicode as JSON escapes: a lone surrogate, and in streams
+    #: an emoji's surrogate pair split across two events (BROKEN_TAIL / BROKEN_EVENTS)
+    broken_unicode: bool = False
     seed: int = 0
+
+
+BROKEN_TAIL = " \ud800 \U0001f600"
+BROKEN_EVENTS = (" \ud83d", "\ude00", " \ud800")
 
 
 @dataclass
@@ -175,6 +182,8 @@ def _full_body(state: SimState, body: dict[str, Any], chat: bool, n_tokens: int)
     choices = []
     for i in range(n):
         text = answer_text(model, body, n_tokens, i)
+        if state.faults.broken_unicode:
+            text += BROKEN_TAIL
         if chat:
             choices.append(
                 {
@@ -233,6 +242,8 @@ async def _stream(
         first["choices"][0]["delta"] = {"role": "assistant", "content": ""}
         events.append(first)
     events += [chunk(w if i == 0 else " " + w, None) for i, w in enumerate(words)]
+    if faults.broken_unicode:
+        events += [chunk(piece, None) for piece in BROKEN_EVENTS]
     events.append(chunk(None, _finish_reason(state, n_tokens)))
     opts = body.get("stream_options")
     if isinstance(opts, dict) and opts.get("include_usage"):

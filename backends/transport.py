@@ -23,6 +23,7 @@ from backends.errors import (
     UpstreamUnavailable,
 )
 from backends.sse import iter_events
+from backends.surrogates import SURROGATE_ESCAPE, repair, repair_text
 
 
 @dataclass(frozen=True)
@@ -143,7 +144,7 @@ class HttpTransport:
         resp.release()
         try:
             parsed = json.loads(raw)
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:
             raise UpstreamStatusError(
                 f"{self.name}: backend sent invalid JSON", backend=self.name, status=502, body=raw
             ) from exc
@@ -154,6 +155,8 @@ class HttpTransport:
                 status=502,
                 body=raw,
             )
+        if SURROGATE_ESCAPE.search(raw):
+            parsed = repair(parsed)
         return BackendReply(backend=self.name, status=resp.status, json=parsed)
 
     async def _read_body(self, resp: aiohttp.ClientResponse) -> bytes:
@@ -192,7 +195,7 @@ def _summary(body: bytes) -> str:
     try:
         parsed = json.loads(body)
         if isinstance(parsed, dict) and isinstance(parsed.get("error"), dict):
-            return str(parsed["error"].get("message", ""))[:300]
-    except ValueError:
+            return repair_text(str(parsed["error"].get("message", ""))[:300])
+    except (ValueError, RecursionError):
         pass
     return body[:300].decode("utf-8", errors="replace")

@@ -100,9 +100,13 @@ def install_error_handlers(app: FastAPI) -> None:
     async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
         # A bug: logged with its traceback for us, never shown to the client.
         log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return _json_error(
+        response = _json_error(
             request, 500, error_body("internal server error", "server_error", code="internal_error")
         )
+        # Starlette re-raises after sending this, and uvicorn then drops the socket; a
+        # client that kept the connection alive would see its next request reset.
+        response.headers["connection"] = "close"
+        return response
 
     for known in (ProxyError, BackendError, CacheError, ClassifierError, RouterError):
         app.add_exception_handler(known, on_known)

@@ -12,6 +12,7 @@ from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from backends.surrogates import SURROGATE_ESCAPE, has_lone_surrogate
 from proxy.errors import InvalidRequest
 
 
@@ -101,8 +102,18 @@ def parse_json_body(raw: bytes) -> dict[str, Any]:
             "the body must be a JSON object",
             code="invalid_json",
         ) from None
+    except RecursionError:
+        raise InvalidRequest(
+            "the JSON body of your request is nested too deeply", code="invalid_json"
+        ) from None
     if not isinstance(data, dict):
         raise InvalidRequest("the JSON body must be an object", code="invalid_json")
+    if SURROGATE_ESCAPE.search(raw) and has_lone_surrogate(data):
+        raise InvalidRequest(
+            "the JSON body holds a lone UTF-16 surrogate escape (\\uD800-\\uDFFF "
+            "without its pair); strings must be valid Unicode",
+            code="invalid_json",
+        )
     return data
 
 

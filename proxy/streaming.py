@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from backends.sse import DONE, encode_event
+from backends.surrogates import repair, repair_text
 
 DONE_EVENT = encode_event(DONE)
 
@@ -44,7 +45,7 @@ class StreamAccumulator:
             return
         try:
             chunk = json.loads(data)
-        except ValueError:
+        except (ValueError, RecursionError):
             self.broken = True
             return
         if not isinstance(chunk, dict):
@@ -89,9 +90,12 @@ class StreamAccumulator:
 
     @property
     def text(self) -> str:
-        return "".join(self.choices[0].parts) if 0 in self.choices else ""
+        return repair_text("".join(self.choices[0].parts)) if 0 in self.choices else ""
 
     def body(self) -> dict[str, Any]:
+        """The answer as one response; broken Unicode in the events (a lone surrogate
+        escape, or a pair split across two events) is repaired here, so what is stored
+        can be encoded. The client already got the events as the backend sent them."""
         choices: list[dict[str, Any]] = []
         for i, c in sorted(self.choices.items()):
             text = "".join(c.parts)
@@ -116,7 +120,8 @@ class StreamAccumulator:
         }
         if self.usage is not None:
             out["usage"] = self.usage
-        return out
+        repaired: dict[str, Any] = repair(out)
+        return repaired
 
 
 def new_id(chat: bool) -> str:

@@ -1,0 +1,55 @@
+"""Lone UTF-16 surrogates in JSON text.
+
+JSON may escape a character outside the Basic Multilingual Plane as a pair of
+``\\uXXXX`` surrogate escapes; ``json.loads`` joins a pair into one character but
+keeps a lone half (``"\\ud800"``) as a ``str`` that no UTF-8 encoder accepts, so
+hashing, the tokenizer, the database and the next JSON response would each fail
+on it. Requests holding one are refused (the client can fix its input); model
+answers holding one are repaired, as a UTF-8 decoder repairs invalid bytes.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+#: A ``\\uD800``-``\\uDFFF`` escape in raw JSON bytes. Escaped pairs (emoji) are
+#: common and harmless, so this only says whether a walk of the parsed value is needed.
+SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def has_lone_surrogate(value: Any) -> bool:
+    """Whether any string in a parsed JSON value (keys included) holds a lone surrogate."""
+    # A stack, not recursion: json.loads accepts nesting close to the recursion limit.
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if _SURROGATE.search(item):
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
+
+
+def repair_text(text: str) -> str:
+    """Join adjacent halves into their character (a stream may split a pair across
+    events) and replace each remaining lone half with U+FFFD."""
+    if not _SURROGATE.search(text):
+        return text
+    return text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
+
+
+def repair(value: Any) -> Any:
+    """A parsed JSON value with every string passed through :func:`repair_text`."""
+    if isinstance(value, str):
+        return repair_text(value)
+    if isinstance(value, dict):
+        return {repair_text(k): repair(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [repair(v) for v in value]
+    return value
