@@ -278,10 +278,20 @@ def _retryable(exc: UpstreamError) -> bool:
     return isinstance(exc, UpstreamUnavailable | UpstreamStreamError)
 
 
+#: More tokens than any answer has: a figure above it is a backend's bug, counted as 0.
+MAX_TOKENS = 10**9
+
+
 def usage_of(body: dict[str, Any] | None) -> tuple[int, int]:
-    """(prompt_tokens, completion_tokens) from an OpenAI body's ``usage``, 0 when absent."""
+    """(prompt_tokens, completion_tokens) from an OpenAI body's ``usage``; 0 for a
+    figure that is absent or not a count (negative, fractional, a string, huge):
+    these feed counters, prices and integer columns."""
     usage = (body or {}).get("usage") or {}
     if not isinstance(usage, dict):
         return 0, 0
-    p, c = usage.get("prompt_tokens", 0), usage.get("completion_tokens", 0)
-    return (p if isinstance(p, int) else 0), (c if isinstance(c, int) else 0)
+    return _count(usage.get("prompt_tokens")), _count(usage.get("completion_tokens"))
+
+
+def _count(value: Any) -> int:
+    ok = isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_TOKENS
+    return value if ok else 0

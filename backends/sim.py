@@ -49,6 +49,10 @@ class Faults:
     #: answers end in broken Unicode as JSON escapes: a lone surrogate, and in streams
     #: an emoji's surrogate pair split across two events (BROKEN_TAIL / BROKEN_EVENTS)
     broken_unicode: bool = False
+    #: answer with this text as the JSON body, or (streams) these events' data, then
+    #: [DONE]: a backend's malformed answer, verbatim
+    raw_answer: str | None = None
+    raw_events: list[str] | None = None
     seed: int = 0
 
 
@@ -165,6 +169,10 @@ async def _serve(
         scale = faults.latency_scale
         await asyncio.sleep(state.profile.ttft_s * scale)
         state.served += 1
+        if body.get("stream") and faults.raw_events is not None:
+            return await _raw_stream(request, faults.raw_events)
+        if faults.raw_answer is not None and not body.get("stream"):
+            return web.Response(text=faults.raw_answer, content_type="application/json")
         if body.get("stream"):
             return await _stream(request, state, body, chat, n_tokens)
         await asyncio.sleep(state.profile.per_token_s * scale * n_tokens)
@@ -259,6 +267,15 @@ async def _stream(
         await resp.write(f"data: {json.dumps(event)}\n\n".encode())
         await asyncio.sleep(state.profile.per_token_s * faults.latency_scale + faults.trickle_s)
     await resp.write(b"data: [DONE]\n\n")
+    await resp.write_eof()
+    return resp
+
+
+async def _raw_stream(request: web.Request, events: list[str]) -> web.StreamResponse:
+    resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+    await resp.prepare(request)
+    for data in [*events, "[DONE]"]:
+        await resp.write(f"data: {data}\n\n".encode())
     await resp.write_eof()
     return resp
 

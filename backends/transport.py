@@ -22,8 +22,8 @@ from backends.errors import (
     UpstreamTimeout,
     UpstreamUnavailable,
 )
+from backends.jsontext import SURROGATE_ESCAPE, loads_strict, repair, repair_text
 from backends.sse import iter_events
-from backends.surrogates import SURROGATE_ESCAPE, repair, repair_text
 
 
 @dataclass(frozen=True)
@@ -143,7 +143,7 @@ class HttpTransport:
         raw = await self._read_body(resp)
         resp.release()
         try:
-            parsed = json.loads(raw)
+            parsed = loads_strict(raw)
         except (ValueError, RecursionError) as exc:
             raise UpstreamStatusError(
                 f"{self.name}: backend sent invalid JSON", backend=self.name, status=502, body=raw

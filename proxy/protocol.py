@@ -7,12 +7,11 @@ model and documented there; they are removed before the backend call.
 
 from __future__ import annotations
 
-import json
 from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from backends.surrogates import SURROGATE_ESCAPE, has_lone_surrogate
+from backends.jsontext import SURROGATE_ESCAPE, has_lone_surrogate, loads_strict
 from proxy.errors import InvalidRequest
 
 
@@ -95,7 +94,7 @@ M = TypeVar("M", bound=BaseModel)
 
 def parse_json_body(raw: bytes) -> dict[str, Any]:
     try:
-        data = json.loads(raw)
+        data = loads_strict(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise InvalidRequest(
             f"could not parse the JSON body of your request ({exc}); "

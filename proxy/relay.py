@@ -2,8 +2,9 @@
 
 Only complete, successful, single answers are stored: a JSON body with one
 choice that finished with ``stop``, or a stream that delivered ``[DONE]``
-after such a choice. Errors, truncated (``length``) or cancelled streams,
-tool calls and ``n > 1`` are never cached.
+after such a choice, its text a string. Errors, truncated (``length``) or
+cancelled streams, tool calls, ``n > 1`` and answers in another shape are never
+cached.
 """
 
 from __future__ import annotations
@@ -50,15 +51,28 @@ def record_usage(services: Services, backend: Backend, body: dict[str, Any] | No
     m.backend_cost.labels(backend.name).inc(cost)
 
 
-def storable(body: dict[str, Any]) -> bool:
+def storable(body: dict[str, Any], chat: bool) -> bool:
+    """One choice, finished with ``stop``, holding text in the shape a client reads.
+
+    Shapes are checked, not assumed: an answer stored here is replayed to later
+    clients, so a backend's malformed body (a ``content`` that is a number, a
+    ``message`` that is null) must stay that one response's problem."""
     choices = body.get("choices")
-    if not isinstance(choices, list) or len(choices) != 1 or not isinstance(choices[0], dict):
+    if "error" in body or not isinstance(choices, list) or len(choices) != 1:
         return False
     choice = choices[0]
-    message = choice.get("message")
-    if isinstance(message, dict) and (message.get("tool_calls") or message.get("function_call")):
+    if not isinstance(choice, dict) or choice.get("index", 0) != 0:
         return False
-    return choice.get("finish_reason") == "stop"
+    if choice.get("finish_reason") != "stop":
+        return False
+    if not chat:
+        return isinstance(choice.get("text"), str)
+    message = choice.get("message")
+    if not isinstance(message, dict) or message.get("role", "assistant") != "assistant":
+        return False
+    if message.get("tool_calls") or message.get("function_call"):
+        return False
+    return isinstance(message.get("content"), str)
 
 
 class Relay:
@@ -72,7 +86,7 @@ class Relay:
         body = self.pr.reply.json or {}
         record_usage(self.s, self.pr.backend, body)
         self._outcome("ok")
-        if storable(body):
+        if storable(body, chat=self.trace.endpoint == "chat"):
             self._share(body)
             self._store(body)
         else:

@@ -10,12 +10,22 @@ import json
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
+from backends.jsontext import loads_strict, repair, repair_text
 from backends.sse import DONE, encode_event
-from backends.surrogates import repair, repair_text
 
 DONE_EVENT = encode_event(DONE)
+#: The most choices a request may ask for (``n`` is validated to this bound).
+MAX_CHOICES = 128
+T = TypeVar("T")
+
+
+def _typed(value: Any, kind: type[T]) -> T | None:
+    """``value`` if it is a ``kind`` (a bool is not an int here), else None."""
+    if isinstance(value, kind) and not (kind is int and isinstance(value, bool)):
+        return value
+    return None
 
 
 @dataclass
@@ -40,41 +50,64 @@ class StreamAccumulator:
     choices: dict[int, _Choice] = field(default_factory=dict)
 
     def add(self, data: str) -> None:
+        """Read one event; a chunk not in OpenAI's shape marks the answer broken
+        (the client still gets it as sent, but it is never stored or replayed)."""
         if data == DONE:
             self.done = True
             return
         try:
-            chunk = json.loads(data)
+            chunk = loads_strict(data)
         except (ValueError, RecursionError):
             self.broken = True
             return
-        if not isinstance(chunk, dict):
+        if not isinstance(chunk, dict) or "error" in chunk:
             self.broken = True
             return
-        if "error" in chunk:
-            self.broken = True
-            return
-        self.id = self.id or chunk.get("id")
-        self.model = self.model or chunk.get("model")
-        self.created = self.created or chunk.get("created")
+        self.id = self.id or _typed(chunk.get("id"), str)
+        self.model = self.model or _typed(chunk.get("model"), str)
+        self.created = self.created or _typed(chunk.get("created"), int)
         if isinstance(chunk.get("usage"), dict):
             self.usage = chunk["usage"]
-        for ch in chunk.get("choices") or []:
-            if not isinstance(ch, dict):
-                continue
-            c = self.choices.setdefault(int(ch.get("index", 0)), _Choice())
-            if self.chat:
-                delta = ch.get("delta") or {}
-                if isinstance(delta.get("role"), str):
-                    c.role = delta["role"]
-                if isinstance(delta.get("content"), str):
-                    c.parts.append(delta["content"])
-                if delta.get("tool_calls") or delta.get("function_call"):
-                    c.has_tool_calls = True
-            elif isinstance(ch.get("text"), str):
-                c.parts.append(ch["text"])
-            if ch.get("finish_reason"):
-                c.finish_reason = ch["finish_reason"]
+        choices = chunk.get("choices") or []
+        if not isinstance(choices, list):
+            self.broken = True
+            return
+        for ch in choices:
+            if not self._add_choice(ch):
+                self.broken = True
+                return
+
+    def _add_choice(self, ch: Any) -> bool:
+        if not isinstance(ch, dict):
+            return False
+        index, finish = ch.get("index", 0), ch.get("finish_reason")
+        if _typed(index, int) is None or not 0 <= index < MAX_CHOICES:
+            return False
+        if finish is not None and not isinstance(finish, str):
+            return False
+        c = self.choices.setdefault(index, _Choice())
+        if self.chat:
+            delta = ch.get("delta") or {}
+            if not isinstance(delta, dict):
+                return False
+            content = delta.get("content")
+            if content is not None and not isinstance(content, str):
+                return False
+            if isinstance(delta.get("role"), str):
+                c.role = delta["role"]
+            if content:
+                c.parts.append(content)
+            if delta.get("tool_calls") or delta.get("function_call"):
+                c.has_tool_calls = True
+        else:
+            text = ch.get("text")
+            if text is not None and not isinstance(text, str):
+                return False
+            if text:
+                c.parts.append(text)
+        if finish:
+            c.finish_reason = finish
+        return True
 
     @property
     def complete(self) -> bool:

@@ -1,7 +1,8 @@
-"""Broken Unicode in JSON: a lone UTF-16 surrogate escape ("\\ud800") parses to a
-str that no UTF-8 encoder takes. From a client it is refused with a clear error;
-from a backend it is repaired (U+FFFD, split pairs joined), answered and cached.
-Either way no 500, and the client's connection stays usable."""
+"""JSON text Python parses but cannot write back: a lone UTF-16 surrogate escape
+("\\ud800") parses to a str no UTF-8 encoder takes, NaN to a float no JSON response
+may hold, deep nesting to a RecursionError. From a client each is refused with a
+clear error; a backend's broken Unicode is repaired (U+FFFD, split pairs joined),
+answered and cached. Never a 500, and the client's connection stays usable."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from tests.hardening.conftest import KEY_A, chat, oai, start
 EMOJI = "\U0001f600"
 
 
-def test_client_input_with_lone_surrogate_or_deep_nesting_is_refused(
+def test_client_json_with_lone_surrogate_nan_or_deep_nesting_is_refused(
     embedder: Embedder, tmp_path: Path
 ) -> None:
     stack = start(embedder, tmp_path / "u.db")
@@ -44,6 +45,10 @@ def test_client_input_with_lone_surrogate_or_deep_nesting_is_refused(
                 r = http.post(path, content=raw)
                 assert r.status_code == 400
                 assert "lone UTF-16 surrogate" in r.json()["error"]["message"]
+            nan = b'{"model":"auto","messages":[{"role":"user","content":"hi"}],"x_extra":NaN}'
+            r = http.post("/v1/chat/completions", content=nan)
+            assert r.status_code == 400
+            assert "NaN is not valid JSON" in r.json()["error"]["message"]
             deep = b'{"model":"auto","messages":' + b"[" * 5000 + b"]" * 5000 + b"}"
             r = http.post("/v1/chat/completions", content=deep)
             assert r.status_code == 400

@@ -1,4 +1,8 @@
-"""Lone UTF-16 surrogates in JSON text.
+"""JSON text from outside (clients, backends): parsed strictly, broken Unicode handled.
+
+Python's ``json.loads`` accepts ``NaN`` and ``Infinity``, which are not JSON: they
+would reach a backend, a database column or a JSON response (Starlette refuses to
+write them) later. :func:`loads_strict` refuses them where the text enters.
 
 JSON may escape a character outside the Basic Multilingual Plane as a pair of
 ``\\uXXXX`` surrogate escapes; ``json.loads`` joins a pair into one character but
@@ -10,6 +14,7 @@ answers holding one are repaired, as a UTF-8 decoder repairs invalid bytes.
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
@@ -17,6 +22,15 @@ from typing import Any
 #: common and harmless, so this only says whether a walk of the parsed value is needed.
 SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
 _SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def loads_strict(text: str | bytes) -> Any:
+    """``json.loads`` without ``NaN``/``Infinity`` (ValueError, like any invalid JSON)."""
+    return json.loads(text, parse_constant=_refuse_constant)
 
 
 def has_lone_surrogate(value: Any) -> bool:
