@@ -16,6 +16,7 @@ from backends.errors import BackendError
 from cache import CacheError
 from classifier import ClassifierError
 from proxy.errors import PayloadTooLarge, ProxyError, body_for, error_body
+from proxy.protocol import describe
 from router import RouterError
 
 log = logging.getLogger("cachegate.http")
@@ -84,10 +85,10 @@ def install_error_handlers(app: FastAPI) -> None:
 
     async def on_validation(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)
-        err = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
-        loc = [str(p) for p in err.get("loc", ()) if p not in ("body", "query", "path")]
+        where, what = describe(exc.errors())
+        loc = [str(p) for p in where if p not in ("body", "query", "path")]
         param = ".".join(loc) or None
-        message = f"invalid value for '{param}': {err.get('msg')}" if param else str(err.get("msg"))
+        message = f"invalid value for '{param}': {what}" if param else what
         body = error_body(message, "invalid_request_error", param=param)
         return _json_error(request, 422, body)
 

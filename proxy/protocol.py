@@ -7,6 +7,8 @@ model and documented there; they are removed before the backend call.
 
 from __future__ import annotations
 
+import re
+from collections.abc import Sequence
 from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -120,7 +122,45 @@ def validate(model: type[M], data: dict[str, Any]) -> M:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        param = ".".join(str(p) for p in err["loc"]) or None
+        loc, message = describe(exc.errors())
+        param = ".".join(str(p) for p in loc) or None
         where = f"'{param}'" if param else "the body"
-        raise InvalidRequest(f"invalid value for {where}: {err['msg']}", param=param) from None
+        raise InvalidRequest(f"invalid value for {where}: {message}", param=param) from None
+
+
+#: How pydantic names the branches of a union in an error's location.
+_BRANCH = re.compile(r"^(str|int|float|bool|none|[a-z]+\[.*\])$")
+_KINDS = {
+    "str": "a string",
+    "int": "an integer",
+    "float": "a number",
+    "bool": "true or false",
+    "dict[str,any]": "an object",
+    "list[str]": "a list of strings",
+    "list[int]": "a list of token ids",
+    "list[list[int]]": "a list of token-id lists",
+    "list[dict[str,any]]": "a list of content parts",
+}
+
+
+def describe(errors: Sequence[Any]) -> tuple[tuple[str | int, ...], str]:
+    """Where a body is wrong and what was expected, in the client's terms.
+
+    A union field (``content: str | list[...]``) fails once per branch, each error
+    located under the branch's type name ("messages.0.content.str"). Those names
+    are dropped; a value that got inside a branch (a list whose item is wrong) is
+    reported at the item, one that fits no branch as "expected a string or ..."."""
+    if not errors:
+        return (), "invalid request"
+
+    def place(err: Any) -> tuple[str | int, ...]:
+        return tuple(p for p in err["loc"] if not (isinstance(p, str) and _BRANCH.match(p)))
+
+    at = place(errors[0])
+    same = [e for e in errors if place(e)[: len(at)] == at]
+    deepest = max(same, key=lambda e: len(place(e)))
+    if len(same) == 1 or len(place(deepest)) > len(at):
+        return place(deepest), str(deepest["msg"])
+    branches = [p for e in same for p in e["loc"][len(at) :] if isinstance(p, str)]
+    kinds = list(dict.fromkeys(_KINDS.get(b, b) for b in branches if _BRANCH.match(b)))
+    return at, "expected " + " or ".join(kinds) if kinds else str(errors[0]["msg"])

@@ -160,6 +160,34 @@ def test_malformed_json_and_validation_errors(stack: Stack) -> None:
     assert r.status_code == 400 and r.json()["error"]["param"] == "messages"
 
 
+@pytest.mark.parametrize(
+    ("content", "param", "message"),
+    [
+        # Fits no branch of `str | list[part]`: both expected kinds are named, and
+        # pydantic's branch labels ("content.str") never reach the client.
+        (5, "messages.0.content", "expected a string or a list of content parts"),
+        # Got inside the list branch: the item itself is named.
+        ([1], "messages.0.content.0", "Input should be a valid dictionary"),
+    ],
+)
+def test_union_errors_name_the_value_and_what_was_expected(
+    stack: Stack, content: object, param: str, message: str
+) -> None:
+    body = {"model": "auto", "messages": [{"role": "user", "content": content}]}
+    r = httpx.post(stack.url + "/v1/chat/completions", json=body)
+    assert r.status_code == 400
+    err = r.json()["error"]
+    assert err["param"] == param
+    assert err["message"] == f"invalid value for '{param}': {message}"
+    stop = httpx.post(
+        stack.url + "/v1/chat/completions",
+        json={"model": "auto", "messages": [{"role": "user", "content": "x"}], "stop": 5},
+    )
+    assert stop.json()["error"]["message"] == (
+        "invalid value for 'stop': expected a string or a list of strings"
+    )
+
+
 def test_unknown_route_is_json_404(stack: Stack) -> None:
     r = httpx.get(stack.url + "/v1/nothing-here")
     assert r.status_code == 404
