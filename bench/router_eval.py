@@ -193,6 +193,7 @@ def mmlu_split(
     records: Sequence[RouteRecord],
     vectors: np.ndarray,
     seed: int,
+    memory_dims: int = FitParams.memory_dims,
 ) -> tuple[FitResult, list[RouteFeatures], dict[str, np.ndarray], list[tuple[str, RoutingQuality]]]:
     """Fit on one half of a per-subject split, score the other half; prints its table."""
     train = split_by_subject(rows, seed)
@@ -200,7 +201,8 @@ def mmlu_split(
     tr_rec = [records[int(i)] for i in tr_idx]
     te_rec = [records[int(i)] for i in te_idx]
     t0 = time.perf_counter()
-    fit = fit_model(arrays_from_records(tr_rec, vectors[tr_idx]), FitParams(seed=seed))
+    params = FitParams(seed=seed, memory_dims=memory_dims)
+    fit = fit_model(arrays_from_records(tr_rec, vectors[tr_idx]), params)
     fit_s = time.perf_counter() - t0
     te_feats = features(te_rec, vectors[te_idx])
     small, large = outcomes(te_rec)
@@ -247,20 +249,28 @@ def main() -> None:
         "--seeds", default="0,1,2,3,4", help="comma-separated split seeds (default 0,1,2,3,4)"
     )
     parser.add_argument("--skip-gsm8k", action="store_true")
+    parser.add_argument(
+        "--memory-dims",
+        type=int,
+        default=FitParams.memory_dims,
+        help="kNN memory width after projection (0: the full vector; default %(default)s)",
+    )
     parser.add_argument("--examples", action="store_true", help="also report IC example selection")
     args = parser.parse_args()
     seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
     if not seeds:
         parser.error("--seeds needs at least one seed")
     seed = seeds[0]
-    params = FitParams(seed=seed)
+    params = FitParams(seed=seed, memory_dims=args.memory_dims)
 
     rows, records = load("mmlu_dev.jsonl")
     vectors = embed_texts([r.prompt for r in records])
     per_seed: dict[int, list[tuple[str, RoutingQuality]]] = {}
     first: tuple[FitResult, list[RouteFeatures], dict[str, np.ndarray]] | None = None
     for s in seeds:
-        fit_s, feats_s, scores_s, per_seed[s] = mmlu_split(rows, records, vectors, s)
+        fit_s, feats_s, scores_s, per_seed[s] = mmlu_split(
+            rows, records, vectors, s, args.memory_dims
+        )
         if first is None:
             first = (fit_s, feats_s, scores_s)
     assert first is not None

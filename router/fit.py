@@ -23,6 +23,8 @@ from router.model import (
     LearnedModel,
     OutcomeMemory,
     lr_design,
+    principal_basis,
+    project,
     round_trip,
     stack_design,
     stack_width,
@@ -42,8 +44,11 @@ class FitParams:
     group_tau: float = 0.03
     min_group_rows: int = 10
     folds: int = 5
-    #: kNN memory rows kept (seeded subsample): 4,800 × 384 int8 ≈ 1.8 MB.
+    #: kNN memory rows kept (seeded subsample): 4,800 × 128 int8 ≈ 0.6 MB.
     memory_size: int = 4800
+    #: Width of the kNN memory after projection onto its principal directions (0 or
+    #: the vector width: no projection). A decision reads rows × this many floats.
+    memory_dims: int = 128
     min_category_rows: int = 20
     default_large_share: float = 0.3
     seed: int = 0
@@ -57,8 +62,10 @@ class FitParams:
             raise RouterConfigError(
                 f"stack_l2 must hold (differ, small) pairs of numbers > 0, got {pairs!r}"
             )
-        if self.folds < 2 or self.knn_k < 1 or self.memory_size < 1:
-            raise RouterConfigError("folds must be >= 2, knn_k and memory_size >= 1")
+        if self.folds < 2 or self.knn_k < 1 or self.memory_size < 1 or self.memory_dims < 0:
+            raise RouterConfigError(
+                "folds must be >= 2, knn_k and memory_size >= 1, memory_dims >= 0"
+            )
 
 
 @dataclass(frozen=True)
@@ -117,15 +124,18 @@ def _heads(design: F32, outcome: F64, rows: npt.NDArray[np.bool_]) -> F32:
 
 
 def _memory(
-    vectors: F32, small: F64, large: F64, size: int, rng: np.random.Generator
+    vectors: F32, small: F64, large: F64, size: int, dims: int, rng: np.random.Generator
 ) -> OutcomeMemory:
     keep = np.arange(vectors.shape[0])
     if keep.size > size:
         keep = np.sort(rng.choice(keep, size=size, replace=False))
+    rows = vectors[keep]
+    basis = principal_basis(rows, dims)
     return OutcomeMemory(
-        vectors=round_trip(vectors[keep]),
+        vectors=round_trip(rows if basis is None else project(rows, basis)),
         small_ok=small[keep].astype(np.float32),
         large_ok=large[keep].astype(np.float32),
+        basis=basis,
     )
 
 
@@ -162,7 +172,9 @@ def fit_model(rows: FitArrays, params: FitParams | None = None) -> FitResult:
         return LearnedModel(
             lr_small=_heads(design, rows.small_ok, train),
             lr_large=_heads(design, rows.large_ok, train),
-            memory=_memory(rows.vectors[train], small[train], large[train], p.memory_size, rng),
+            memory=_memory(
+                rows.vectors[train], small[train], large[train], p.memory_size, p.memory_dims, rng
+            ),
             groups=_groups(
                 rows.vectors[train], small[train], large[train], labels[train], p.min_group_rows
             ),

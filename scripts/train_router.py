@@ -6,7 +6,8 @@ Fits on every outcome row in ../shared/data/router (RouteLLM's evaluation
 data, Apache-2.0: MMLU 9,829 rows + GSM8K 923 rows, strong = GPT-4 as
 "large", weak = Mixtral-8x7B as "small") through the same ``train_router``
 the CLI calls, with vectors from ``bench.embcache``. The kNN memory is a
-seeded subsample (``FitParams.memory_size``) so the artifact stays < 2 MB.
+seeded subsample (``FitParams.memory_size``) projected to ``FitParams.memory_dims``
+dimensions, so the artifact stays under 1 MB.
 """
 
 from __future__ import annotations

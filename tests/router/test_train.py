@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -97,3 +98,36 @@ def test_log_record_keeps_only_the_served_tier() -> None:
 def test_missing_artifact_refused(tmp_path: Path) -> None:
     with pytest.raises(RouterError, match="cannot load"):
         load_router(tmp_path / "nope.npz")
+
+
+def test_projected_artifact_and_format_4_load(
+    trained: Path,
+    embedder: OnnxEmbedder,
+    features_for,  # type: ignore[no-untyped-def]
+    tmp_path: Path,
+) -> None:
+    """The trained artifact holds a projected memory (format 5); one fitted without
+    projection, written as format 4 (as before projection existed), still loads and
+    scores the same; an unknown format is refused by number."""
+    router = load_router(trained)
+    assert router.model is not None and router.model.memory.basis is not None
+    assert router.model.memory.vectors.shape[1] < 384 == router.model.dim
+
+    def embed(texts: Sequence[str]) -> np.ndarray:
+        return embedder.embed_batch(list(texts))
+
+    wide = tmp_path / "wide.npz"
+    train_router(TINY, embed, wide, kind="blend", params=replace(PARAMS, memory_dims=0))
+    with np.load(wide) as data:
+        arrays = {k: data[k] for k in data.files}
+    assert "memory_basis" not in arrays
+    for version, name in ((4, "format4.npz"), (99, "future.npz")):
+        arrays["format_version"] = np.array(version)
+        with (tmp_path / name).open("wb") as fh:
+            np.savez_compressed(fh, **arrays)
+    feats = features_for(["What is the derivative of x squared?", "Say hello."])
+    legacy = load_router(tmp_path / "format4.npz")
+    assert legacy.model is not None and legacy.model.memory.basis is None
+    assert legacy.score_batch(feats) == load_router(wide).score_batch(feats)
+    with pytest.raises(RouterError, match="format 99"):
+        load_router(tmp_path / "future.npz")
