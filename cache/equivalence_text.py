@@ -133,6 +133,33 @@ _ALIASES = {
     "british": "britain",
     "indian": "india",
     "chinese": "china",
+    # Demonyms not formed from the name (same_stem reads "mexican", "canadian").
+    # Left out: "polish" and "turkish"/"turkey", also everyday words.
+    "french": "france",
+    "german": "germany",
+    "spanish": "spain",
+    "dutch": "netherlands",
+    "holland": "netherlands",
+    "swiss": "switzerland",
+    "greek": "greece",
+    "welsh": "wales",
+    "scottish": "scotland",
+    "irish": "ireland",
+    "danish": "denmark",
+    "swedish": "sweden",
+    "finnish": "finland",
+    "norwegian": "norway",
+    "thai": "thailand",
+    "filipino": "philippines",
+    "peruvian": "peru",
+    "portuguese": "portugal",
+    "belgian": "belgium",
+    "cypriot": "cyprus",
+    "lebanese": "lebanon",
+    "argentine": "argentina",
+    "afghan": "afghanistan",
+    "slovak": "slovakia",
+    "czechia": "czech",
 }
 # Words people capitalise that name no entity (or are entities everywhere).
 _NOT_ENTITIES = frozenset(

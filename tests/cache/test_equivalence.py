@@ -284,6 +284,10 @@ LOWER_CASE_KEPT = [
     ("what is the colour of the sky", "what is the color of the sky"),
     ("how big is the usa", "how big is america"),
     ("nigeria visa requirements", "nigerian visa requirements"),
+    # A country and its demonym, where the demonym is not formed from the name.
+    ("france food culture", "french food culture"),
+    ("best german beer brands", "best germany beer brands"),
+    ("What is French cuisine known for?", "What is France's cuisine known for?"),
 ]
 
 
