@@ -157,6 +157,7 @@ class DocumentStore:
     # -- writes -------------------------------------------------------------------------
     async def insert(self, rows: list[dict[str, Any]], now: float) -> list[int]:
         """Inserts entries and their ``put`` changes; returns the new ids in row order."""
+        rows = _without_nul(rows)
         async with self._write() as conn:
             await self._check_guard(conn)
             result = await conn.execute(
@@ -175,6 +176,7 @@ class DocumentStore:
         ids come from a sequence, which explicit ids would not advance)."""
         if self.is_postgres or not rows:
             return await self.insert(rows, now)
+        rows = _without_nul(rows)
         async with self._write() as conn:
             await self._check_guard(conn)
             top = (await conn.execute(sa.select(sa.func.max(E.id)))).scalar()
@@ -479,6 +481,20 @@ def _info(r: sa.Row[Any]) -> EntryInfo:
         feedback_score=r.feedback_score,
         utility=r.utility,
     )
+
+
+def _without_nul(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Rows whose request text has each NUL replaced by U+FFFD.
+
+    PostgreSQL's text type cannot hold NUL: one prompt with a "\\u0000" failed its
+    whole write batch, every other entry in it included, and read as a store outage.
+    The text is kept for display, re-embedding and the equivalence check, where one
+    replaced control character changes nothing; the exact tier's key is computed
+    from the original text. Answers are stored as JSON, which escapes NUL.
+    """
+    if not any("\x00" in r["request_text"] for r in rows):
+        return rows
+    return [{**r, "request_text": r["request_text"].replace("\x00", "\ufffd")} for r in rows]
 
 
 def answer_text(answer_json: str) -> str:

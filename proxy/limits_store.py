@@ -185,7 +185,12 @@ class OpsStore:
 
     # -- request log ----------------------------------------------------------------------
     async def insert_log(self, rows: Iterable[Mapping[str, Any]]) -> None:
-        batch = [dict(r) for r in rows]
+        # PostgreSQL's text type cannot hold NUL, and one prompt (or a backend's response
+        # id) with a "\\u0000" would fail the whole batch: replaced by U+FFFD.
+        batch = [
+            {k: v.replace("\x00", "\ufffd") if isinstance(v, str) else v for k, v in r.items()}
+            for r in rows
+        ]
         if batch:
             async with self.begin() as conn:
                 await conn.execute(sa.insert(request_log), batch)
