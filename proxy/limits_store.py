@@ -50,6 +50,8 @@ limit_overrides = sa.Table(
     sa.Column("updated_by", sa.String(128), nullable=False),
 )
 
+#: Longest response id the request log keeps (its column's width).
+ID_CHARS = 128
 request_log = sa.Table(
     "request_log",
     metadata,
@@ -64,7 +66,7 @@ request_log = sa.Table(
     sa.Column("prompt", sa.Text(), nullable=True),  # only where the tenant allows it
     sa.Column("prompt_tokens", sa.Integer(), nullable=False),
     sa.Column("completion_tokens", sa.Integer(), nullable=False),
-    sa.Column("response_id", sa.String(128), nullable=True),
+    sa.Column("response_id", sa.String(ID_CHARS), nullable=True),
     sa.Column("rating", sa.Float(), nullable=True),
     sa.Column("rated_at", sa.Float(), nullable=True),
     sa.Index("ix_request_log_tenant_at", "tenant", "at"),

@@ -30,7 +30,7 @@ from prometheus_client import CollectorRegistry, Counter
 
 from backends.backend import usage_of
 from proxy.errors import Unavailable
-from proxy.limits_store import OpsStore, request_log
+from proxy.limits_store import ID_CHARS, OpsStore, request_log
 from proxy.normalise import normalise_chat, normalise_completion
 from proxy.settings import PrivacySettings, Settings
 from proxy.streaming import StreamAccumulator
@@ -252,7 +252,9 @@ def account(
                     prompt=_prompt(body) if s.privacy.for_tenant(tenant).store_prompts else None,
                     prompt_tokens=prompt,
                     completion_tokens=completion,
-                    response_id=rid if isinstance(rid, str) else None,
+                    # The backend's id: one longer than the column (a malformed backend)
+                    # would fail the whole batch on PostgreSQL; such an id is not kept.
+                    response_id=rid if isinstance(rid, str) and len(rid) <= ID_CHARS else None,
                 )
             )
 

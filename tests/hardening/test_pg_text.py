@@ -1,15 +1,17 @@
-"""NUL characters on PostgreSQL, whose text type cannot hold them.
+"""Text PostgreSQL cannot store: NUL characters, ids longer than their column.
 
 JSON carries NUL as "\\u0000" and a prompt may hold one. Before, one such prompt
 failed its whole write-behind batch (every other entry in it lost), read as a store
 outage, and dropped its batch of request-log rows; an admin value with one came back
 as a 503 quoting the SQL. Now stored text has it replaced (U+FFFD) and admin values
-with one are refused with a clear 422.
+with one are refused with a clear 422. A backend's over-long response id is left out
+of the request log instead of failing the batch.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -66,12 +68,20 @@ def test_nul_in_prompts_and_admin_values(embedder: Embedder, pg_server: PgServer
                 message = r.json()["error"]["message"]
                 assert "NUL" in message and "SQL" not in message
             assert client.post("/keys", json={"tenant": "a", "name": "fine"}).status_code == 201
+        long_id = {
+            "id": "chatcmpl-" + "x" * 300, "object": "chat.completion", "created": 1,
+            "model": "m", "choices": [{"index": 0, "message": {"role": "assistant",
+            "content": "fine"}, "finish_reason": "stop"}],
+        }  # fmt: skip
+        for tier in ("small", "large"):
+            stack.set_faults(tier, raw_answer=json.dumps(long_id))
+        assert chat(stack, "an answer with a very long id").json()["id"] == long_id["id"]
         stack.call(flush)
     finally:
         stack.stop()
     texts, prompts = asyncio.run(_stored(url))
     assert WITH_NUL.replace("\u0000", "\ufffd") in texts and set(PLAIN) <= texts
-    assert len(prompts) == 8  # every request logged, none dropped with the NUL one
+    assert len(prompts) == 9  # every request logged, none dropped with the NUL one
     assert WITH_NUL.replace("\u0000", "\ufffd") in prompts
 
 
