@@ -30,6 +30,14 @@ STRUCTURAL_FIELDS = (
     "top_logprobs",
     "suffix",
     "echo",
+    # What the answer holds or how hard the model works on it: an answer with audio, or
+    # reasoned at another effort, or after a web search, is another answer.
+    "modalities",
+    "audio",
+    "reasoning_effort",
+    "verbosity",
+    "web_search_options",
+    "parallel_tool_calls",
 )
 
 

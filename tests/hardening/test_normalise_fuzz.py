@@ -84,6 +84,16 @@ def test_context_changes_the_fingerprint(
         }
     )
     assert fmt.fingerprint != base.fingerprint
+    # Fields that change what the answer holds or how it is reasoned: one answer each.
+    for field, value in (
+        ("modalities", ["text", "audio"]),
+        ("reasoning_effort", "high"),
+        ("web_search_options", {}),
+    ):
+        other = normalise_chat(
+            {"messages": [{"role": "system", "content": system}, user], field: value}
+        )
+        assert other.fingerprint != base.fingerprint, field
     # Whitespace and Unicode form of the question do not change anything.
     spaced = normalise_chat(
         {
