@@ -3,7 +3,8 @@
 The semantic tier finds candidates by cosine; this check decides. It first
 applies hard vetoes (:mod:`cache.equivalence_text`: a different number,
 arithmetic operator, unit, named entity, or a negation added to an otherwise
-identical text; numbers and names only in otherwise near-identical texts)
+identical text; numbers and names only in otherwise near-identical texts, as
+are a word swapped for its opposite and a direction reversed around "to")
 because embeddings barely move on them and a false hit is the worst failure a
 cache can have; names are also caught lower-cased, by word tables shipped with
 the scorer (a near-identical text that swaps one name-like word for another).
@@ -58,8 +59,8 @@ class EquivalenceVerdict:
     """The decision on one (query, candidate) pair.
 
     ``reason`` is ``"identical"`` (same text once case and spacing are folded),
-    ``"hard_mismatch:<kind>"`` with kind number, operator, negation, unit or
-    entity (then ``score`` is 0 and ``equivalent`` is false whatever the
+    ``"hard_mismatch:<kind>"`` with kind number, operator, negation, unit,
+    entity, opposite or order (then ``score`` is 0 and ``equivalent`` is false whatever the
     threshold), or ``"model"`` (the learned scorer decided).
     """
 

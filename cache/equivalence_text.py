@@ -573,6 +573,81 @@ def swapped_name(a: TextSignature, b: TextSignature, lexicon: Lexicon) -> tuple[
     return None
 
 
+# Words that ask the opposite of each other: near-identical texts that swap one for the
+# other ask for another answer ("sort in ascending order" / "in descending order").
+_OPPOSITE_PAIRS = frozenset(
+    frozenset(pair)
+    for line in (
+        "ascending descending|increase decrease|increasing decreasing|increases decreases",
+        "increased decreased|maximum minimum|max min|maximize minimize|largest smallest",
+        "larger smaller|large small|biggest smallest|bigger smaller|big small|highest lowest",
+        "higher lower|high low|best worst|better worse|most least|more less|longest shortest",
+        "longer shorter|long short|fastest slowest|faster slower|fast slow|cheapest dearest",
+        "oldest youngest|older younger|old young|hottest coldest|hotter colder|hot cold",
+        "buy sell|buying selling|import export|importing exporting|upload download",
+        "uploading downloading|encrypt decrypt|encode decode|encoding decoding|compress decompress",
+        "install uninstall|enable disable|upgrade downgrade|upgrading downgrading|open close",
+        "opening closing|start stop|gain lose|gaining losing|win lose|winning losing|add remove",
+        "advantages disadvantages|advantage disadvantage|pros cons|benefits drawbacks",
+        "strengths weaknesses|positive negative|true false|raw cooked|before after|first last",
+        "north south|east west|northern southern|eastern western|left right|inner outer",
+        "uppercase lowercase|upper lower|input output|inputs outputs|push pull|debit credit",
+        "sunrise sunset|male female|men women|boys girls|legal illegal|safe unsafe",
+        "possible impossible|healthy unhealthy|profit loss|rich poor|love hate|entry exit",
+        "inside outside|internal external|above below|over under|forward backward|plus minus",
+    )
+    for pair in (p.split() for p in line.split("|"))
+)
+# Words whose two sides carry the meaning ("from A to B", "A rather than B").
+_DIRECTIONAL = frozenset(("to", "into", "onto", "from", "than", "towards", "toward"))
+
+
+def swapped_opposite(a: TextSignature, b: TextSignature) -> tuple[str, str] | None:
+    """The two words when near-identical texts differ by a word and its opposite."""
+    if content_difference(a, b) > NEAR_IDENTICAL:
+        return None
+    only_a = set(a.tokens) - set(b.tokens)
+    only_b = set(b.tokens) - set(a.tokens)
+    for x in sorted(only_a):
+        for y in sorted(only_b):
+            if frozenset((x, y)) in _OPPOSITE_PAIRS:
+                return x, y
+    return None
+
+
+def swapped_order(a: TextSignature, b: TextSignature) -> bool:
+    """The same words in another order around "to", "from", "than" ...: the direction
+    of what is asked is reversed ("flights from New York to London" / "from London to
+    New York", "translate from English to French" / "from French to English"). Other
+    reorderings ("X or Y" / "Y or X", a clause moved to the front) are not this."""
+    words_a = [w for w in a.tokens if w.isalnum()]
+    words_b = [w for w in b.tokens if w.isalnum()]
+    if words_a == words_b or sorted(words_a) != sorted(words_b):
+        return False
+    for word in _DIRECTIONAL.intersection(words_a):
+        around_a, around_b = _around(words_a, word), _around(words_b, word)
+        if around_a and around_b and around_a != around_b:
+            return True
+    return False
+
+
+def _around(words: list[str], marker: str) -> list[tuple[str, str]]:
+    """Each ``marker`` that stands between two content words: the word right before it,
+    and the first content word among the two after it ("to *an* int", "than *to* buy").
+    Only neighbours count ("how to convert" has none before, wherever the clause
+    stands), and a marker without both ("when do we use for and *to*") is no direction."""
+
+    def content(seq: list[str]) -> str:
+        return next((w for w in seq if w not in STOPWORDS), "")
+
+    pairs = (
+        (content(words[i - 1 : i]), content(words[i + 1 : i + 3]))
+        for i, w in enumerate(words)
+        if w == marker
+    )
+    return sorted(p for p in pairs if p[0] and p[1])
+
+
 # The vetoes read the bundled place names (cache.places) as names whatever the reference
 # corpus says; the scorer's features keep reading the corpus alone, as when it was fitted.
 def _proper(word: str, lexicon: Lexicon) -> bool:
@@ -593,10 +668,17 @@ def hard_mismatch(a: TextSignature, b: TextSignature, lexicon: Lexicon | None = 
     which reads :func:`mismatch_kind` as a feature, decides instead. With a
     ``lexicon``, near-identical texts that swap one name-like word for another
     are an entity mismatch too, capitalised or not (:func:`swapped_name`).
+    Near-identical texts that swap a word for its opposite (:func:`swapped_opposite`)
+    or reverse a direction (:func:`swapped_order`) are refused as well; neither is a
+    scorer feature, so the fitted scorer reads what it was fitted on.
     """
     kind = mismatch_kind(a, b)
     if kind is None:
-        return "entity" if lexicon is not None and swapped_name(a, b, lexicon) else None
+        if lexicon is not None and swapped_name(a, b, lexicon):
+            return "entity"
+        if swapped_opposite(a, b):
+            return "opposite"
+        return "order" if swapped_order(a, b) else None
     if kind not in ("number", "entity") or content_difference(a, b) <= NEAR_IDENTICAL:
         return kind
     if a.expression and b.expression and a.expression != b.expression:

@@ -21,6 +21,8 @@ from cache.equivalence_text import (
     mismatch_kind,
     signature,
     swapped_name,
+    swapped_opposite,
+    swapped_order,
 )
 from cache.equivalence_trees import Forest
 
@@ -465,3 +467,52 @@ def test_spelling_variants_are_not_vetoed(a: str, b: str) -> None:
 def test_spelling_rules_keep_real_differences(a: str, b: str, kind: str) -> None:
     for first, second in ((a, b), (b, a)):
         assert hard_mismatch(signature(first), signature(second)) == kind, (first, second)
+
+
+# Near-identical texts that ask the opposite, or the same words in the reverse
+# direction: each was accepted at the default threshold (cosine 0.95-0.998) before.
+REVERSED = [
+    ("sort a list in ascending order python", "sort a list in descending order python", "opposite"),
+    (
+        "What is the time complexity of quicksort in the worst case?",
+        "What is the time complexity of quicksort in the best case?",
+        "opposite",
+    ),
+    ("How to increase blood pressure", "How to decrease blood pressure", "opposite"),
+    ("What is the capital of South Korea?", "What is the capital of North Korea?", "opposite"),
+    ("Flights from New York to London", "Flights from London to New York", "order"),
+    ("Translate hello from English to French", "Translate hello from French to English", "order"),
+    ("Is it better to rent than to buy?", "Is it better to buy than to rent?", "order"),
+]
+# Reorderings and rewordings that keep the question: neither rule may fire.
+NOT_REVERSED = [
+    ("Is a tomato a fruit or a vegetable?", "Is a tomato a vegetable or a fruit?"),
+    ("What is the difference between TCP and UDP?", "What is the difference between UDP and TCP?"),
+    (
+        "How to convert a string to an int in Python",
+        "In Python, how to convert a string to an int",
+    ),
+    (
+        "What are the pros and cons of nuclear power?",
+        "What are the advantages and disadvantages of nuclear power?",
+    ),
+    ("How can I lose weight fast?", "What is the fastest way to lose weight?"),
+]
+
+
+@pytest.mark.parametrize(("a", "b", "kind"), REVERSED)
+def test_opposites_and_reversed_directions_are_rejected(
+    checker: EquivalenceChecker, equivalence_embedder: OnnxEmbedder, a: str, b: str, kind: str
+) -> None:
+    for first, second in ((a, b), (b, a)):
+        assert hard_mismatch(signature(first), signature(second)) == kind, (first, second)
+        verdict = _check(checker, equivalence_embedder, first, second, threshold=0.0)
+        assert verdict.reason == f"hard_mismatch:{kind}" and not verdict.equivalent
+
+
+@pytest.mark.parametrize(("a", "b"), NOT_REVERSED)
+def test_reorderings_that_keep_the_question_are_not_vetoed(a: str, b: str) -> None:
+    for first, second in ((a, b), (b, a)):
+        sa, sb = signature(first), signature(second)
+        assert swapped_opposite(sa, sb) is None and not swapped_order(sa, sb), (first, second)
+        assert hard_mismatch(sa, sb) is None, (first, second)
