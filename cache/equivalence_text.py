@@ -573,9 +573,27 @@ def swapped_name(a: TextSignature, b: TextSignature, lexicon: Lexicon) -> tuple[
     return None
 
 
-# Words that ask the opposite of each other: near-identical texts that swap one for the
-# other ask for another answer ("sort in ascending order" / "in descending order").
+# Words that ask the opposite of each other, or another one of a closed set of
+# alternatives: near-identical texts that swap one for another ask for another answer
+# ("sort in ascending order" / "in descending order", "rain today" / "rain tomorrow").
+_ALTERNATIVES = (
+    "today tomorrow yesterday tonight",
+    "morning afternoon evening night",
+    "monday tuesday wednesday thursday friday saturday sunday",
+    "spring summer winter autumn",
+    "daily weekly monthly yearly annually hourly",
+    "horizontally vertically|horizontal vertical",
+    "start end|begin end|beginning end|started ended|began ended|starts ends",
+    "singular plural",
+)
 _OPPOSITE_PAIRS = frozenset(
+    frozenset((x, y))
+    for line in _ALTERNATIVES
+    for group in line.split("|")
+    for x in group.split()
+    for y in group.split()
+    if x != y
+) | frozenset(
     frozenset(pair)
     for line in (
         "ascending descending|increase decrease|increasing decreasing|increases decreases",

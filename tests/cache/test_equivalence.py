@@ -480,6 +480,14 @@ REVERSED = [
     ),
     ("How to increase blood pressure", "How to decrease blood pressure", "opposite"),
     ("What is the capital of South Korea?", "What is the capital of North Korea?", "opposite"),
+    # One of a closed set of alternatives for another: a day, a part of a whole.
+    (
+        "Is it going to rain today in Seattle?",
+        "Is it going to rain tomorrow in Seattle?",
+        "opposite",
+    ),
+    ("What year did World War 2 start?", "What year did World War 2 end?", "opposite"),
+    ("How do I center a div horizontally?", "How do I center a div vertically?", "opposite"),
     ("Flights from New York to London", "Flights from London to New York", "order"),
     ("Translate hello from English to French", "Translate hello from French to English", "order"),
     ("Is it better to rent than to buy?", "Is it better to buy than to rent?", "order"),
