@@ -613,6 +613,9 @@ _OPPOSITE_PAIRS = frozenset(
         "sunrise sunset|male female|men women|boys girls|legal illegal|safe unsafe",
         "possible impossible|healthy unhealthy|profit loss|rich poor|love hate|entry exit",
         "inside outside|internal external|above below|over under|forward backward|plus minus",
+        "login logout|signin signout|send receive|sending receiving",
+        "sent received|read write|reading writing|show hide|expand collapse|get set",
+        "join split|public private|client server|frontend backend|sync async",
     )
     for pair in (p.split() for p in line.split("|"))
 )
@@ -620,17 +623,43 @@ _OPPOSITE_PAIRS = frozenset(
 _DIRECTIONAL = frozenset(("to", "into", "onto", "from", "than", "towards", "toward"))
 
 
+# Prefixes that undo or negate a word ("zip" / "unzip", "serialize" / "deserialize");
+# bases of three letters only with "un" ("unset", "unpin": "input" is not "put" undone).
+_UNDOING = ("un", "de", "dis", "non", "im", "in", "ir", "il")
+# Particles that reverse the verb before them ("sign in" / "sign out", "turn on" / "turn
+# off"): opposites only after the same verb, since on their own they are everywhere.
+_PARTICLES = frozenset(frozenset(p.split()) for p in ("on off", "in out", "up down"))
+
+
 def swapped_opposite(a: TextSignature, b: TextSignature) -> tuple[str, str] | None:
-    """The two words when near-identical texts differ by a word and its opposite."""
+    """The two words when near-identical texts differ by a word and its opposite: a
+    listed pair, or a word and the same word with an undoing prefix."""
     if content_difference(a, b) > NEAR_IDENTICAL:
         return None
     only_a = set(a.tokens) - set(b.tokens)
     only_b = set(b.tokens) - set(a.tokens)
     for x in sorted(only_a):
         for y in sorted(only_b):
-            if frozenset((x, y)) in _OPPOSITE_PAIRS:
+            if frozenset((x, y)) in _OPPOSITE_PAIRS or _undoes(x, y) or _undoes(y, x):
+                return x, y
+            if frozenset((x, y)) in _PARTICLES and _after(a.tokens, x) & _after(b.tokens, y):
                 return x, y
     return None
+
+
+def _undoes(word: str, base: str) -> bool:
+    if len(base) == 3:
+        return word == "un" + base
+    return len(base) >= 4 and any(word == prefix + base for prefix in _UNDOING)
+
+
+def _after(tokens: tuple[str, ...], particle: str) -> set[str]:
+    """The content words right before each ``particle``."""
+    return {
+        tokens[i - 1]
+        for i, w in enumerate(tokens)
+        if w == particle and i > 0 and tokens[i - 1] not in STOPWORDS
+    }
 
 
 def swapped_order(a: TextSignature, b: TextSignature) -> bool:

@@ -488,6 +488,12 @@ REVERSED = [
     ),
     ("What year did World War 2 start?", "What year did World War 2 end?", "opposite"),
     ("How do I center a div horizontally?", "How do I center a div vertically?", "opposite"),
+    # The other verb of a pair, an undoing prefix, a reversing particle after one verb.
+    ("how to send an email with python", "how to receive an email with python", "opposite"),
+    ("serialize object to json in C#", "deserialize json to object in C#", "opposite"),
+    ("how to zip a folder in linux", "how to unzip a folder in linux", "opposite"),
+    ("how to sign in to outlook", "how to sign out of outlook", "opposite"),
+    ("how to turn on bluetooth", "how to turn off bluetooth", "opposite"),
     ("Flights from New York to London", "Flights from London to New York", "order"),
     ("Translate hello from English to French", "Translate hello from French to English", "order"),
     ("Is it better to rent than to buy?", "Is it better to buy than to rent?", "order"),
@@ -505,6 +511,12 @@ NOT_REVERSED = [
         "What are the advantages and disadvantages of nuclear power?",
     ),
     ("How can I lose weight fast?", "What is the fastest way to lose weight?"),
+    ("git merge vs rebase", "git rebase vs merge"),
+    # "in" and "out" after different verbs are no swap (a QQP duplicate).
+    (
+        "Who would win in a war between China and Russia?",
+        "How would a war between Russia and China play out? Who would win?",
+    ),
 ]
 
 
