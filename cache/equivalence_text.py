@@ -66,6 +66,10 @@ _UNITS = {
     **dict.fromkeys(["kelvin"], "temp:k"),
     **dict.fromkeys(["liter", "liters", "litre", "litres", "ml", "milliliters"], "vol:l"),
     **dict.fromkeys(["gallon", "gallons"], "vol:gal"),
+    **dict.fromkeys(["teaspoon", "teaspoons", "tsp"], "vol:tsp"),
+    **dict.fromkeys(["tablespoon", "tablespoons", "tbsp"], "vol:tbsp"),
+    **dict.fromkeys(["pint", "pints"], "vol:pt"),
+    **dict.fromkeys(["quart", "quarts"], "vol:qt"),
     **dict.fromkeys(["$", "usd", "dollar", "dollars"], "cur:usd"),
     **dict.fromkeys(["€", "eur", "euro", "euros"], "cur:eur"),
     **dict.fromkeys(["£", "gbp"], "cur:gbp"),
@@ -616,6 +620,7 @@ _OPPOSITE_PAIRS = frozenset(
         "login logout|signin signout|send receive|sending receiving",
         "sent received|read write|reading writing|show hide|expand collapse|get set",
         "join split|public private|client server|frontend backend|sync async",
+        "cheapest expensive|cheap expensive|cheaper expensive",
     )
     for pair in (p.split() for p in line.split("|"))
 )
@@ -660,6 +665,38 @@ def _after(tokens: tuple[str, ...], particle: str) -> set[str]:
         for i, w in enumerate(tokens)
         if w == particle and i > 0 and tokens[i - 1] not in STOPWORDS
     }
+
+
+# Question words that ask for another kind of answer: a person, a time, a place, a cause.
+_ASKING = {"who": "person", "whom": "person", "whose": "person", "when": "time",
+           "where": "place", "why": "cause"}  # fmt: skip
+
+
+def swapped_question(a: TextSignature, b: TextSignature) -> bool:
+    """Texts about the same things that open with question words asking for another
+    kind of answer ("Who wrote Hamlet?" / "When was Hamlet written?"). "What", "how"
+    and "which" are left out: rewordings trade them freely ("What is the best way to
+    ..." / "How can I ...")."""
+    # Content words alone: the question word drags its auxiliary with it ("who wrote" /
+    # "when was ... written"), so the full word difference of short texts is large.
+    content_a, content_b = _content_words(a), _content_words(b)
+    if len(content_a ^ content_b) > 2:
+        return False
+    kinds_a, kinds_b = _opening_kinds(a.tokens), _opening_kinds(b.tokens)
+    return bool(kinds_a) and bool(kinds_b) and not kinds_a & kinds_b
+
+
+def _opening_kinds(tokens: tuple[str, ...]) -> set[str]:
+    """What the words opening a question ask for ("when and by whom" asks two things).
+    Only the opening: inside a question "when" and "where" are mostly conjunctions
+    ("what does it mean when ...")."""
+    kinds: set[str] = set()
+    for word in tokens:
+        if word in _ASKING:
+            kinds.add(_ASKING[word])
+        elif word not in ("and", "or", "by", ","):
+            break
+    return kinds
 
 
 def swapped_order(a: TextSignature, b: TextSignature) -> bool:
@@ -715,9 +752,10 @@ def hard_mismatch(a: TextSignature, b: TextSignature, lexicon: Lexicon | None = 
     which reads :func:`mismatch_kind` as a feature, decides instead. With a
     ``lexicon``, near-identical texts that swap one name-like word for another
     are an entity mismatch too, capitalised or not (:func:`swapped_name`).
-    Near-identical texts that swap a word for its opposite (:func:`swapped_opposite`)
-    or reverse a direction (:func:`swapped_order`) are refused as well; neither is a
-    scorer feature, so the fitted scorer reads what it was fitted on.
+    Near-identical texts that swap a word for its opposite (:func:`swapped_opposite`),
+    ask for another kind of answer (:func:`swapped_question`) or reverse a direction
+    (:func:`swapped_order`) are refused as well; none is a scorer feature, so the
+    fitted scorer reads what it was fitted on.
     """
     kind = mismatch_kind(a, b)
     if kind is None:
@@ -725,6 +763,8 @@ def hard_mismatch(a: TextSignature, b: TextSignature, lexicon: Lexicon | None = 
             return "entity"
         if swapped_opposite(a, b):
             return "opposite"
+        if swapped_question(a, b):
+            return "question"
         return "order" if swapped_order(a, b) else None
     if kind not in ("number", "entity") or content_difference(a, b) <= NEAR_IDENTICAL:
         return kind

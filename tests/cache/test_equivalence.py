@@ -23,6 +23,7 @@ from cache.equivalence_text import (
     swapped_name,
     swapped_opposite,
     swapped_order,
+    swapped_question,
 )
 from cache.equivalence_trees import Forest
 
@@ -494,6 +495,16 @@ REVERSED = [
     ("how to zip a folder in linux", "how to unzip a folder in linux", "opposite"),
     ("how to sign in to outlook", "how to sign out of outlook", "opposite"),
     ("how to turn on bluetooth", "how to turn off bluetooth", "opposite"),
+    (
+        "What is the cheapest flight to Paris?",
+        "What is the most expensive flight to Paris?",
+        "opposite",
+    ),
+    # Another kind of answer asked for (a person, a time, a place, a cause).
+    ("Who wrote Hamlet?", "When was Hamlet written?", "question"),
+    ("When did the Titanic sink?", "Why did the Titanic sink?", "question"),
+    # Kitchen measures the other way round.
+    ("How many teaspoons in a tablespoon?", "How many tablespoons in a teaspoon?", "unit"),
     ("Flights from New York to London", "Flights from London to New York", "order"),
     ("Translate hello from English to French", "Translate hello from French to English", "order"),
     ("Is it better to rent than to buy?", "Is it better to buy than to rent?", "order"),
@@ -512,6 +523,12 @@ NOT_REVERSED = [
     ),
     ("How can I lose weight fast?", "What is the fastest way to lose weight?"),
     ("git merge vs rebase", "git rebase vs merge"),
+    # Question words that open with the other one too, or "when" as a conjunction.
+    (
+        "Why was January first chosen to be the first day of the year?",
+        "When and why was the 1st of January declared as the first day of the year?",
+    ),
+    ("What does it mean when your period is late?", "Why is my period late?"),
     # "in" and "out" after different verbs are no swap (a QQP duplicate).
     (
         "Who would win in a war between China and Russia?",
@@ -535,4 +552,5 @@ def test_reorderings_that_keep_the_question_are_not_vetoed(a: str, b: str) -> No
     for first, second in ((a, b), (b, a)):
         sa, sb = signature(first), signature(second)
         assert swapped_opposite(sa, sb) is None and not swapped_order(sa, sb), (first, second)
+        assert not swapped_question(sa, sb), (first, second)
         assert hard_mismatch(sa, sb) is None, (first, second)
