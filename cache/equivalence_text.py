@@ -620,7 +620,7 @@ _OPPOSITE_PAIRS = frozenset(
         "login logout|signin signout|send receive|sending receiving",
         "sent received|read write|reading writing|show hide|expand collapse|get set",
         "join split|public private|client server|frontend backend|sync async",
-        "cheapest expensive|cheap expensive|cheaper expensive",
+        "cheapest expensive|cheap expensive|cheaper expensive|hard soft|key value|keys values",
     )
     for pair in (p.split() for p in line.split("|"))
 )

@@ -500,6 +500,12 @@ REVERSED = [
         "What is the most expensive flight to Paris?",
         "opposite",
     ),
+    ("git reset --hard", "git reset --soft", "opposite"),
+    (
+        "how to check if a key exists in a dictionary",
+        "how to check if a value exists in a dictionary",
+        "opposite",
+    ),
     # Another kind of answer asked for (a person, a time, a place, a cause).
     ("Who wrote Hamlet?", "When was Hamlet written?", "question"),
     ("When did the Titanic sink?", "Why did the Titanic sink?", "question"),
