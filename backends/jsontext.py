@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterator
 from typing import Any
 
 #: A ``\\uD800``-``\\uDFFF`` escape in raw JSON bytes. Escaped pairs (emoji) are
@@ -33,21 +34,24 @@ def loads_strict(text: str | bytes) -> Any:
     return json.loads(text, parse_constant=_refuse_constant)
 
 
-def has_lone_surrogate(value: Any) -> bool:
-    """Whether any string in a parsed JSON value (keys included) holds a lone surrogate."""
+def strings(value: Any) -> Iterator[str]:
+    """Every string in a parsed JSON value, keys included."""
     # A stack, not recursion: json.loads accepts nesting close to the recursion limit.
     stack = [value]
     while stack:
         item = stack.pop()
         if isinstance(item, str):
-            if _SURROGATE.search(item):
-                return True
+            yield item
         elif isinstance(item, dict):
             stack.extend(item.keys())
             stack.extend(item.values())
-        elif isinstance(item, list):
+        elif isinstance(item, list | tuple):
             stack.extend(item)
-    return False
+
+
+def has_lone_surrogate(value: Any) -> bool:
+    """Whether any string in a parsed JSON value (keys included) holds a lone surrogate."""
+    return any(_SURROGATE.search(text) for text in strings(value))
 
 
 def repair_text(text: str) -> str:

@@ -11,6 +11,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, model_validator
 
+from backends.jsontext import strings
+
 Tier = Literal["small", "large"]
 NAME = r"^[A-Za-z0-9_.:\-]{1,64}$"
 MAX_OFFSET = 1_000_000_000  # SQL integers; paging past this is a client bug
@@ -24,24 +26,9 @@ class _Request(BaseModel):
     def _no_nul(cls, data: Any) -> Any:
         # No admin value has a use for NUL, and PostgreSQL's text type cannot store it:
         # refused here with a clear message instead of failing as a store outage.
-        if _holds_nul(data):
+        if any("\x00" in text for text in strings(data)):
             raise ValueError("values must not contain NUL characters (\\u0000)")
         return data
-
-
-def _holds_nul(value: Any) -> bool:
-    stack = [value]  # not recursion: a parsed body may nest close to the recursion limit
-    while stack:
-        item = stack.pop()
-        if isinstance(item, str):
-            if "\x00" in item:
-                return True
-        elif isinstance(item, dict):
-            stack.extend(item.keys())
-            stack.extend(item.values())
-        elif isinstance(item, list | tuple):
-            stack.extend(item)
-    return False
 
 
 class ErrorDetail(BaseModel):
