@@ -20,6 +20,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
@@ -114,6 +115,8 @@ class SemanticCache:
         self.misses: Counter[tuple[str, str]] = Counter()
         self.evictions: Counter[tuple[str, str]] = Counter()
         self.expirations: Counter[tuple[str, str]] = Counter()
+        #: Equivalence verdicts on semantic candidates, by :func:`verdict_outcome`.
+        self.verdicts: Counter[str] = Counter()
         self.bg = Background(self, write_queue_size, sync_interval_s, sweep_interval_s)
         self.last_seq = 0
         #: Why this cache stopped serving: another replica gave the store another
@@ -456,19 +459,23 @@ class SemanticCache:
             return found[0][0], found[0][1]
         checker, threshold = self.checker, policy.equivalence_threshold
 
-        def judge() -> tuple[Document, float] | None:
+        def judge() -> tuple[tuple[Document, float] | None, list[str]]:
             best: tuple[float, Document, float] | None = None
+            outcomes = []
             for doc, sim, cand_vec in found:
                 try:
                     verdict = checker.check(text, vec, doc.request_text, cand_vec, threshold)
                 except CacheError as exc:  # e.g. a stored vector the checker refuses
                     log.warning("equivalence check failed on entry %d: %s", doc.entry_id, exc)
                     continue
+                outcomes.append(verdict_outcome(verdict))
                 if verdict.equivalent and (best is None or verdict.score > best[0]):
                     best = (verdict.score, doc, sim)
-            return None if best is None else (best[1], best[2])
+            return (None if best is None else (best[1], best[2])), outcomes
 
-        return await asyncio.to_thread(judge)
+        chosen, outcomes = await asyncio.to_thread(judge)
+        self.verdicts.update(outcomes)  # counted here, on the loop: judges run in parallel
+        return chosen
 
     async def _documents(self, ids: list[int]) -> dict[int, Document]:
         out = {eid: d for eid in ids if (d := self.docs.get(eid)) is not None}
@@ -673,7 +680,20 @@ class SemanticCache:
 
     def counters(self) -> CacheCounters:
         capacity = sum(g.index.get_max_elements() for g in list(self.index.graphs.values()))
-        return self.bg.counters(len(self.index.meta), capacity, self.serving)
+        counters = self.bg.counters(len(self.index.meta), capacity, self.serving)
+        return replace(counters, verdicts=dict(self.verdicts))
+
+
+def verdict_outcome(verdict: Verdict) -> str:
+    """A verdict as a metric label: ``accepted``, ``identical``, ``below_threshold``, or
+    ``veto_<kind>`` (``veto_number``, ``veto_entity``, ``veto_opposite`` ...)."""
+    # ``reason`` is not part of the Checker protocol (a custom checker need not give one).
+    reason = str(getattr(verdict, "reason", ""))
+    if reason.startswith("hard_mismatch:"):
+        return "veto_" + reason.removeprefix("hard_mismatch:")
+    if reason == "identical":
+        return "identical"
+    return "accepted" if verdict.equivalent else "below_threshold"
 
 
 def _live_counts(index: MemIndex) -> dict[tuple[str, str], tuple[int, int]]:

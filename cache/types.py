@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
@@ -145,3 +146,6 @@ class CacheCounters:
     #: ``False`` once another replica gave the store another embedder's vector space:
     #: the cache then stops serving (``SemanticCache.space_lost`` says why).
     space_current: bool = True
+    #: Equivalence verdicts on semantic candidates so far, by outcome (``accepted``,
+    #: ``below_threshold``, ``identical``, ``veto_<kind>``).
+    verdicts: Mapping[str, int] = field(default_factory=dict)

@@ -261,6 +261,16 @@ class CacheCollector(Collector):
         drops.add_metric(["queue_full"], c.dropped_queue_full if c else 0)
         drops.add_metric(["store_error"], c.dropped_store_error if c else 0)
         yield drops
+        verdicts = CounterMetricFamily(
+            "cachegate_equivalence_verdicts",
+            "Equivalence checks of semantic candidates by outcome: accepted, "
+            "below_threshold, identical, or veto_<kind> (number, operator, negation, unit, "
+            "entity, opposite, question, order): why candidates were refused.",
+            labels=["outcome"],
+        )
+        for outcome, count in sorted((c.verdicts if c else {}).items()):
+            verdicts.add_metric([outcome], count)
+        yield verdicts
 
     def describe(self) -> Iterator[Metric]:
         return iter(())

@@ -534,7 +534,19 @@ def cache_internals() -> dict[str, Any]:
                         ],
                         "percentunit",
                         description="Cosine similarity of served semantic hits; p10 close to the threshold means hits sit at the edge.",
-                        w=12,
+                        w=8,
+                    ),
+                    Panel(
+                        "Equivalence verdicts/s by outcome",
+                        [
+                            (
+                                f"sum by (outcome) (rate(cachegate_equivalence_verdicts_total[{RI}]))",
+                                "{{outcome}}",
+                            )
+                        ],
+                        "ops",
+                        description="Semantic candidates the equivalence check accepted, found below its threshold, or vetoed (veto_<kind>: another number, entity, an opposite, another question word, a reversed direction ...).",
+                        w=8,
                     ),
                     Panel(
                         "Effective threshold by category",
@@ -546,7 +558,7 @@ def cache_internals() -> dict[str, Any]:
                         ],
                         "percentunit",
                         description="The similarity threshold in force; it relaxes under load within the category's bounds.",
-                        w=12,
+                        w=8,
                     ),
                 ],
             ),

@@ -228,3 +228,28 @@ def test_metrics_count_hits_and_savings(tenants: Stack) -> None:
         line for line in text.splitlines() if line.startswith("cachegate_cost_saved_dollars_total")
     ]
     assert saved and float(saved[0].split()[-1]) > 0
+
+
+def test_equivalence_verdicts_are_counted_by_outcome(tenants: Stack) -> None:
+    """Why candidates were refused shows in /metrics: a paraphrase accepted, a reversed
+    conversion and a word's opposite vetoed."""
+    with oai(tenants, "sk-a") as a:
+        ask(a, "How do I sort a list in ascending order in Python?")
+        ask(a, "How do I convert a string to a date in Python?")
+        tenants.flush_writes()
+        asked = {
+            "How can I sort a list in ascending order in Python?": "hit",
+            "How do I convert a date to a string in Python?": "miss",
+            "How do I sort a list in descending order in Python?": "miss",
+        }
+        for text, expected in asked.items():
+            assert ask(a, text).headers["x-cachegate-cache"] == expected, text
+    metrics = httpx.get(tenants.url + "/metrics").text
+    counts = {
+        line.split('outcome="')[1].split('"')[0]: float(line.split()[-1])
+        for line in metrics.splitlines()
+        if line.startswith("cachegate_equivalence_verdicts_total{")
+    }
+    assert counts.get("accepted", 0) >= 1
+    assert counts.get("veto_order", 0) >= 1
+    assert counts.get("veto_opposite", 0) >= 1
