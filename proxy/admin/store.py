@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from cache import migrate_async
@@ -32,6 +32,18 @@ from proxy.sqlengine import is_memory, make_engine
 
 _ADMIN_LOCK = 0x61646D6E  # "admn": serialises admin writers on PostgreSQL
 _DB_ERRORS = (SQLAlchemyError, OSError, TimeoutError, ConnectionError)
+
+
+def _reason(exc: BaseException) -> str:
+    """The driver's own message: this one reaches admin clients in a 503, and
+    SQLAlchemy's text goes on with the SQL statement and a link to its docs."""
+    cause: BaseException = exc
+    if isinstance(exc, DBAPIError) and isinstance(exc.orig, BaseException):
+        cause = exc.orig
+    lines = str(cause).splitlines()
+    return lines[0] if lines else repr(cause)
+
+
 A, K, P, S = admin_audit.c, admin_keys.c, admin_policies.c, admin_settings.c
 RK = admin_revoked_keys.c
 Write = Callable[[AsyncConnection], Awaitable[None]]
@@ -128,7 +140,7 @@ class AdminStore:
                 await engine.dispose()
                 raise
         except _DB_ERRORS as exc:
-            raise Unavailable(f"admin store unavailable: {exc}") from exc
+            raise Unavailable(f"admin store unavailable: {_reason(exc)}") from exc
         return cls(engine)
 
     async def close(self) -> None:
@@ -140,7 +152,7 @@ class AdminStore:
             async with self.engine.connect() as conn:
                 yield conn
         except _DB_ERRORS as exc:
-            raise Unavailable(f"admin store unavailable: {exc}") from exc
+            raise Unavailable(f"admin store unavailable: {_reason(exc)}") from exc
 
     async def write(self, audit: Audit, change: Write | None = None, *, now: float) -> int:
         """Runs ``change`` and appends ``audit`` in one transaction; returns the audit id."""
@@ -163,7 +175,7 @@ class AdminStore:
                 result = await conn.execute(sa.insert(admin_audit).returning(A.id), row)
                 return int(result.scalar_one())
         except _DB_ERRORS as exc:
-            raise Unavailable(f"admin store unavailable: {exc}") from exc
+            raise Unavailable(f"admin store unavailable: {_reason(exc)}") from exc
 
     # -- policies -----------------------------------------------------------------------
     async def put_policy(self, o: PolicyOverride, audit: Audit) -> int:

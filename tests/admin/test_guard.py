@@ -106,3 +106,18 @@ def test_store_down_at_start_up_is_503_not_a_crash(embedder: Embedder) -> None:
             assert a.get("/cache/stats").status_code == 503
     finally:
         s.stop()
+
+
+def test_store_errors_reach_admins_as_the_drivers_message_only() -> None:
+    """An admin 503 says what the driver said, not SQLAlchemy's SQL text and doc link."""
+    from sqlalchemy.exc import OperationalError
+
+    from proxy.admin.store import _reason
+
+    failed = OperationalError(
+        "INSERT INTO admin_keys (id) VALUES ($1)", {}, ConnectionRefusedError(111, "refused")
+    )
+    assert "[SQL:" in str(failed)
+    assert _reason(failed) == "[Errno 111] refused"
+    assert _reason(OperationalError("SELECT 1", {}, TimeoutError())) == "TimeoutError()"
+    assert _reason(OSError("disk full")) == "disk full"
