@@ -582,6 +582,8 @@ def swapped_name(a: TextSignature, b: TextSignature, lexicon: Lexicon) -> tuple[
 # ("sort in ascending order" / "in descending order", "rain today" / "rain tomorrow").
 _ALTERNATIVES = (
     "today tomorrow yesterday tonight",
+    "this next last previous current",
+    "weekday weekend|weekdays weekends",
     "morning afternoon evening night",
     "monday tuesday wednesday thursday friday saturday sunday",
     "spring summer winter autumn",

@@ -488,6 +488,13 @@ REVERSED = [
         "opposite",
     ),
     ("What year did World War 2 start?", "What year did World War 2 end?", "opposite"),
+    # Relative time (each of these was accepted at the default threshold: 0.88-0.96).
+    (
+        "What's the weather in Paris this week?",
+        "What's the weather in Paris next week?",
+        "opposite",
+    ),
+    ("Who won the election last year?", "Who won the election this year?", "opposite"),
     ("How do I center a div horizontally?", "How do I center a div vertically?", "opposite"),
     # The other verb of a pair, an undoing prefix, a reversing particle after one verb.
     ("how to send an email with python", "how to receive an email with python", "opposite"),
