@@ -706,8 +706,8 @@ def swapped_order(a: TextSignature, b: TextSignature) -> bool:
     of what is asked is reversed ("flights from New York to London" / "from London to
     New York", "translate from English to French" / "from French to English"). Other
     reorderings ("X or Y" / "Y or X", a clause moved to the front) are not this."""
-    words_a = [w for w in a.tokens if w.isalnum()]
-    words_b = [w for w in b.tokens if w.isalnum()]
+    words_a = _symmetric_pairs_sorted([w for w in a.tokens if w.isalnum()])
+    words_b = _symmetric_pairs_sorted([w for w in b.tokens if w.isalnum()])
     if words_a == words_b or sorted(words_a) != sorted(words_b):
         return False
     for word in _DIRECTIONAL.intersection(words_a):
@@ -715,6 +715,16 @@ def swapped_order(a: TextSignature, b: TextSignature) -> bool:
         if around_a and around_b and around_a != around_b:
             return True
     return False
+
+
+def _symmetric_pairs_sorted(words: list[str]) -> list[str]:
+    """``words`` with the two sides of each "A or B", "A and B", "A vs B" in one order:
+    "better to lease or buy" and "better to buy or lease" ask one thing."""
+    out = list(words)
+    for i in range(1, len(out) - 1):
+        if out[i] in ("or", "and", "vs", "versus") and out[i - 1] > out[i + 1]:
+            out[i - 1], out[i + 1] = out[i + 1], out[i - 1]
+    return out
 
 
 def _around(words: list[str], marker: str) -> list[tuple[str, str]]:

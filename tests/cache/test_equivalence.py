@@ -536,6 +536,8 @@ NOT_REVERSED = [
     ),
     ("How can I lose weight fast?", "What is the fastest way to lose weight?"),
     ("git merge vs rebase", "git rebase vs merge"),
+    # The two sides of an "or" traded next to a direction word: still one question.
+    ("Is it better to lease or buy a car?", "Is it better to buy or lease a car?"),
     # Question words that open with the other one too, or "when" as a conjunction.
     (
         "Why was January first chosen to be the first day of the year?",
