@@ -640,7 +640,8 @@ _PARTICLES = frozenset(frozenset(p.split()) for p in ("on off", "in out", "up do
 
 def swapped_opposite(a: TextSignature, b: TextSignature) -> tuple[str, str] | None:
     """The two words when near-identical texts differ by a word and its opposite: a
-    listed pair, or a word and the same word with an undoing prefix."""
+    listed pair or two of a closed set (:data:`_OPPOSITE_PAIRS`), a word and the same
+    word with an undoing prefix, or reversing particles after the same verb."""
     if content_difference(a, b) > NEAR_IDENTICAL:
         return None
     only_a = set(a.tokens) - set(b.tokens)
