@@ -38,6 +38,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         log_level=args.log_level,
         grace_s=args.grace_s,
         drain_s=args.drain_s,
+        keep_alive_s=settings.server.keep_alive_s,
     )
 
 

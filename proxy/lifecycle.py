@@ -56,6 +56,7 @@ def serve(
     log_level: str,
     grace_s: float,
     drain_s: float = 0.0,
+    keep_alive_s: float = 75.0,
 ) -> int:
     config = uvicorn.Config(
         app,
@@ -63,6 +64,7 @@ def serve(
         port=port,
         log_level=log_level,
         timeout_graceful_shutdown=max(1, round(grace_s)),
+        timeout_keep_alive=max(1, round(keep_alive_s)),
         access_log=False,
     )
     server = GracefulServer(config, app, drain_s=drain_s)

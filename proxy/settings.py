@@ -34,6 +34,11 @@ class ServerSettings(_Strict):
     port: int = Field(8080, ge=0, le=65535)
     max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024)
     request_timeout_s: float = Field(300.0, gt=0)
+    #: How long an idle keep-alive connection stays open. Longer than the idle timeout
+    #: of whatever connects (httpx and the openai client: 5 s; load balancers: often
+    #: 60 s), so the client always closes first: a server closing at the same moment
+    #: as the client reuses the connection makes that request fail with a reset.
+    keep_alive_s: float = Field(75.0, gt=0)
 
 
 class StorageSettings(_Strict):

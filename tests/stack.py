@@ -108,7 +108,12 @@ class Stack:
             self.app = app
             self.loop = asyncio.get_running_loop()
             config = uvicorn.Config(
-                app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on"
+                app,
+                host="127.0.0.1",
+                port=self.port,
+                log_level="warning",
+                lifespan="on",
+                timeout_keep_alive=max(1, round(self.settings.server.keep_alive_s)),
             )
             self._server = uvicorn.Server(config)
             serve = asyncio.create_task(self._server.serve())

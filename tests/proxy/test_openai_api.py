@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import http.client
 import json
 import struct
+import time
 from collections.abc import Iterator
 
 import httpx
@@ -358,6 +360,22 @@ def test_health_ready_and_metrics(stack: Stack) -> None:
     text = httpx.get(stack.url + "/metrics").text
     assert 'cachegate_requests_total{backend="small"' in text
     assert "cachegate_backend_in_flight" in text
+
+
+def test_idle_keep_alive_connection_outlives_the_clients_timeout(stack: Stack) -> None:
+    """httpx and the openai client drop pooled connections idle for 5 s; a server that
+    closed at 5 s too would race them, and the request sent on the closing connection
+    failed (a reset). The server keeps idle connections for ``server.keep_alive_s``."""
+    host, port = stack.url.removeprefix("http://").split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=10)
+    try:
+        conn.request("GET", "/healthz")
+        assert conn.getresponse().read() == b'{"status":"ok"}'
+        time.sleep(5.5)
+        conn.request("GET", "/healthz")  # the same socket, idle past the clients' 5 s
+        assert conn.getresponse().status == 200
+    finally:
+        conn.close()
 
 
 def test_input_bounds_are_refused_with_the_parameter_named(embedder: object) -> None:

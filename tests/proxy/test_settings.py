@@ -29,6 +29,8 @@ def test_error_names_the_bad_key() -> None:
         settings_from_mapping({"server": {"prot": 8080}, "backends": [BACKEND]})
     with pytest.raises(SettingsError, match=r"storage\.url"):
         settings_from_mapping({"storage": {"url": "mysql://x"}, "backends": [BACKEND]})
+    with pytest.raises(SettingsError, match=r"server\.keep_alive_s"):
+        settings_from_mapping({"server": {"keep_alive_s": 0}, "backends": [BACKEND]})
 
 
 def test_at_least_one_backend_and_unique_aliases() -> None:
