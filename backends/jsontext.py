@@ -63,11 +63,30 @@ def repair_text(text: str) -> str:
 
 
 def repair(value: Any) -> Any:
-    """A parsed JSON value with every string passed through :func:`repair_text`."""
+    """A parsed JSON value with every string (keys too) passed through
+    :func:`repair_text`; lists and dicts are repaired in place.
+
+    A stack, not recursion, like :func:`strings`: json.loads accepts nesting close to
+    the recursion limit, and a recursive walk started deeper in the call stack than
+    the parse was would fail on it."""
     if isinstance(value, str):
         return repair_text(value)
-    if isinstance(value, dict):
-        return {repair_text(k): repair(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [repair(v) for v in value]
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, list):
+            for i, v in enumerate(item):
+                if isinstance(v, str):
+                    item[i] = repair_text(v)
+                elif isinstance(v, list | dict):
+                    stack.append(v)
+        elif isinstance(item, dict):
+            pairs = list(item.items())
+            item.clear()
+            for k, v in pairs:
+                if isinstance(v, str):
+                    v = repair_text(v)
+                elif isinstance(v, list | dict):
+                    stack.append(v)
+                item[repair_text(k) if isinstance(k, str) else k] = v
     return value

@@ -13,6 +13,7 @@ import httpx
 from fastapi import FastAPI
 
 from backends.embedding import Embedder
+from backends.jsontext import loads_strict, repair
 from backends.sim import BROKEN_EVENTS
 from proxy.http import install_error_handlers
 from proxy.streaming import StreamAccumulator
@@ -129,3 +130,17 @@ async def test_unexpected_error_closes_the_connection() -> None:
     assert r.json()["error"]["code"] == "internal_error" and "a bug" not in r.text
     # uvicorn drops the socket after Starlette re-raises: the client must not reuse it.
     assert r.headers["connection"] == "close"
+
+
+def test_repair_handles_any_nesting_the_parser_accepted() -> None:
+    """A backend body nested close to the recursion limit parses; repairing it from
+    deeper in the call stack (the request path) must not raise RecursionError."""
+    raw = ('{"a":' + "[" * 950 + '"x\\ud800"' + "]" * 950 + "}").encode()
+    parsed = loads_strict(raw)
+
+    def deeper(n: int) -> object:
+        return repair(parsed) if n == 0 else deeper(n - 1)
+
+    fixed = deeper(30)
+    assert "\ufffd" in json.dumps(fixed, ensure_ascii=False)
+    assert repair(loads_strict(b'{"k\\udc00": ["\\ud83d\\ude00", 1]}')) == {"k\ufffd": [EMOJI, 1]}
