@@ -55,8 +55,8 @@ def serve(
     port: int,
     log_level: str,
     grace_s: float,
+    keep_alive_s: float,
     drain_s: float = 0.0,
-    keep_alive_s: float = 75.0,
 ) -> int:
     config = uvicorn.Config(
         app,

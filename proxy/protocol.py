@@ -16,6 +16,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from backends.jsontext import SURROGATE_ESCAPE, has_lone_surrogate, loads_strict
 from proxy.errors import InvalidRequest
 
+#: The most choices one request may ask for (``n``).
+MAX_CHOICES = 128
+
 
 class _OpenAIModel(BaseModel):
     model_config = ConfigDict(extra="allow")
@@ -34,7 +37,7 @@ class ChatCompletionRequest(_OpenAIModel):
     logit_bias: dict[str, float] | None = None
     max_tokens: int | None = Field(None, ge=1)
     max_completion_tokens: int | None = Field(None, ge=1)
-    n: int | None = Field(None, ge=1, le=128)
+    n: int | None = Field(None, ge=1, le=MAX_CHOICES)
     presence_penalty: float | None = Field(None, ge=-2, le=2)
     response_format: dict[str, Any] | None = None
     seed: int | None = None
@@ -55,7 +58,7 @@ class CompletionRequest(_OpenAIModel):
     model: str = Field(min_length=1)
     prompt: str | list[str] | list[int] | list[list[int]]
     max_tokens: int | None = Field(None, ge=1)
-    n: int | None = Field(None, ge=1, le=128)
+    n: int | None = Field(None, ge=1, le=MAX_CHOICES)
     seed: int | None = None
     stop: str | list[str] | None = None
     stream: bool | None = False

@@ -14,10 +14,9 @@ from typing import Any, TypeVar
 
 from backends.jsontext import loads_strict, repair, repair_text
 from backends.sse import DONE, encode_event
+from proxy.protocol import MAX_CHOICES
 
 DONE_EVENT = encode_event(DONE)
-#: The most choices a request may ask for (``n`` is validated to this bound).
-MAX_CHOICES = 128
 T = TypeVar("T")
 
 
