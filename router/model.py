@@ -130,6 +130,11 @@ class OutcomeMemory:
         """The width of the queries it takes."""
         return int(self.basis.shape[0] if self.basis is not None else self.vectors.shape[1])
 
+    @property
+    def basis_fits(self) -> bool:
+        """No basis, or one that maps onto the rows' width."""
+        return self.basis is None or self.basis.shape[1] == self.vectors.shape[1]
+
     def similarities(self, queries: F32) -> F32:
         if self.basis is not None:
             queries = project(queries, self.basis)
@@ -351,14 +356,8 @@ def _check_shapes(model: LearnedModel, source: object) -> None:
     ok = (
         model.lr_small.shape == model.lr_large.shape == (len(LR_STRENGTHS), model.dim + 2)
         and model.groups.dim == model.dim
-        and (
-            model.memory.basis is None
-            or model.memory.basis.shape[1] == model.memory.vectors.shape[1]
-        )
-        and (
-            model.groups.basis is None
-            or model.groups.basis.shape[1] == model.groups.vectors.shape[1]
-        )
+        and model.memory.basis_fits
+        and model.groups.basis_fits
         and model.stack_differ.ndim == 2
         and model.stack_differ.shape == model.stack_small_if_differ.shape
         and model.stack_differ.shape[1] == width
