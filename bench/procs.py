@@ -6,6 +6,7 @@ The benchmark processes themselves are started by ``bench.targets``.
 from __future__ import annotations
 
 import os
+import random
 import socket
 import sys
 import time
@@ -16,11 +17,41 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 
 
+#: How many ports below the kernel's ephemeral range :func:`free_port` draws from.
+_BELOW_EPHEMERAL = 10_000
+_PICK = random.SystemRandom()  # not the global RNG, which tests (hypothesis) may seed
+
+
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999  # Linux's default
+
+
 def free_port() -> int:
-    with socket.socket() as s:
+    """A loopback port free now, for a server to bind a moment later.
+
+    Drawn below the kernel's ephemeral range: a port asked of the kernel (bind to 0)
+    comes from that range, the same range outgoing connections take their source
+    ports from, so between this check and the server's bind a connection could take
+    it ("address already in use"; seen once in CI). Below the range only another
+    listener can, and the bind check here rules out the ones already listening.
+    """
+    low = _ephemeral_range()[0]
+    for _ in range(50):
+        port = _PICK.randrange(max(1024, low - _BELOW_EPHEMERAL), low)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    with socket.socket() as s:  # the range below is full: let the kernel choose
         s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+        chosen: int = s.getsockname()[1]
+        return chosen
 
 
 def wait_http(url: str, timeout: float = 60.0) -> None:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -24,6 +23,8 @@ from pathlib import Path
 
 import asyncpg
 import pytest
+
+from bench.procs import free_port
 
 
 def pg_bin() -> Path:
@@ -37,13 +38,6 @@ def pg_bin() -> Path:
         "$CACHEGATE_PG_BIN); install them with `make system-deps` (apt-get install postgresql)",
         pytrace=False,
     )
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 class PgServer:

@@ -7,7 +7,6 @@ HTTP from the test's own thread, exactly as a user's application would.
 from __future__ import annotations
 
 import asyncio
-import socket
 import threading
 import time
 from collections.abc import Awaitable, Callable
@@ -18,18 +17,12 @@ import uvicorn
 
 from backends.embedding import Embedder
 from backends.sim import Faults, SimServer
+from bench.procs import free_port
 from proxy.app import create_app
 from proxy.services import Services
 from proxy.settings import Settings, settings_from_mapping
 
 T = TypeVar("T")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def base_config(small_port: int, large_port: int, **overrides: Any) -> dict[str, Any]:
