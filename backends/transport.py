@@ -83,12 +83,16 @@ class HttpTransport:
         api_key: str | None = None,
         timeouts: Timeouts | None = None,
         max_connections: int = 256,
+        keepalive_s: float = 4.0,
     ) -> None:
+        if keepalive_s <= 0:
+            raise ValueError(f"keepalive_s must be > 0, got {keepalive_s}")
         self.name = name
         self.base_url = base_url.rstrip("/")
         self._api_key = api_key
         self._timeouts = timeouts or Timeouts()
         self._max_connections = max_connections
+        self._keepalive_s = keepalive_s
         self._session: aiohttp.ClientSession | None = None
 
     def _get_session(self) -> aiohttp.ClientSession:
@@ -99,7 +103,14 @@ class HttpTransport:
                 timeout=aiohttp.ClientTimeout(
                     total=t.total_s, sock_connect=t.connect_s, sock_read=t.read_s
                 ),
-                connector=aiohttp.TCPConnector(limit=self._max_connections),
+                # An idle pooled connection is dropped before the server's own keep-alive
+                # timeout ends it (uvicorn's, hence vLLM's and SGLang's: 5 s; aiohttp's
+                # default 15 s is longer): a request written on a socket whose FIN is
+                # still in flight fails with ServerDisconnectedError, costs a retry and
+                # counts against the backend's circuit.
+                connector=aiohttp.TCPConnector(
+                    limit=self._max_connections, keepalive_timeout=self._keepalive_s
+                ),
             )
         return self._session
 

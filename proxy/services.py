@@ -184,6 +184,7 @@ def build_backend(
             api_key=api_key,
             timeouts=Timeouts(cfg.connect_timeout_s, cfg.read_timeout_s, cfg.timeout_s),
             max_connections=max(cfg.max_concurrency * 2, 16),
+            keepalive_s=cfg.keepalive_s,
         )
     circuit = CircuitBreaker(settings.circuit.failure_threshold, settings.circuit.cooldown_s)
     return Backend(spec, transport, circuit)

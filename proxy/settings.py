@@ -135,6 +135,9 @@ class BackendSettings(_Strict):
     connect_timeout_s: float = Field(5.0, gt=0)
     read_timeout_s: float | None = Field(None, gt=0)
     retries: int = Field(2, ge=0, le=10)
+    # Idle pooled connections are closed after this; keep it below the server's
+    # keep-alive timeout (uvicorn, so vLLM and SGLang: 5 s; llama.cpp: 5 s).
+    keepalive_s: float = Field(4.0, gt=0)
     ttft_slo_s: float = Field(2.0, gt=0)
     aliases: tuple[str, ...] = ()
     # Start cachegate's simulated backend with this profile on base_url's port
