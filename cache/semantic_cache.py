@@ -620,6 +620,9 @@ class SemanticCache:
         where = _filter(category, tenant, None)
         if dry_run:
             return await self.store.count(where)
+        # Answers accepted before the flush but still in the write-behind queue are
+        # written first, so that the flush removes them too.
+        await self.bg.drain()
         ids = await self.store.mark_deleted(where, "flush", self.clock())
         await self.forget(ids, None)
         return len(ids)

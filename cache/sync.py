@@ -54,6 +54,10 @@ class Background:
         self.closing = False
         self.available = True
         self.submitted = self.dropped_full = self.dropped_store = self.store_errors = 0
+        # Items taken off the queue and finished (written or dropped), in queue order;
+        # drain() waits for the count the queue had reached when it was called.
+        self.processed = 0
+        self._drain_waiters: list[tuple[int, asyncio.Future[None]]] = []
 
     def start(self) -> None:
         self.tasks = [
@@ -68,6 +72,11 @@ class Background:
         for task in self.tasks:
             task.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
+        self._finished(0)
+        for _, waiter in self._drain_waiters:  # the writer is gone: nothing more to wait for
+            if not waiter.done():
+                waiter.set_result(None)
+        self._drain_waiters = []
 
     def enqueue(self, entry: NewEntry, policy: CategoryPolicy, now: float) -> bool:
         if self.closing:
@@ -79,6 +88,24 @@ class Background:
             return False
         self.submitted += 1
         return True
+
+    async def drain(self) -> None:
+        """Waits until every item enqueued before the call is written or dropped (later
+        ones need not be: under steady traffic the queue may never be empty)."""
+        target = self.submitted
+        if self.processed >= target or self.closing:
+            return
+        waiter = asyncio.get_running_loop().create_future()
+        self._drain_waiters.append((target, waiter))
+        await waiter
+
+    def _finished(self, count: int) -> None:
+        self.processed += count
+        ready = [w for w in self._drain_waiters if w[0] <= self.processed]
+        self._drain_waiters = [w for w in self._drain_waiters if w[0] > self.processed]
+        for _, waiter in ready:
+            if not waiter.done():
+                waiter.set_result(None)
 
     async def flush(self) -> None:
         await self.queue.join()
@@ -137,6 +164,7 @@ class Background:
             finally:
                 for _ in batch:
                     self.queue.task_done()
+                self._finished(len(batch))
 
     async def _write(self, batch: list[_Item]) -> dict[str, list[int]]:
         """Stores a batch and adds it to memory; returns the new ids by category."""

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 
 import pytest
@@ -185,3 +186,26 @@ async def test_full_queue_drops_and_counts(sqlite_url: str) -> None:
 async def test_open_names_a_bad_argument(sqlite_url: str) -> None:
     with pytest.raises(CacheError, match="candidates must be > 0, got 0"):
         await SemanticCache.open(sqlite_url, candidates=0)
+
+
+async def test_flush_removes_answers_still_in_the_write_queue(
+    cache: SemanticCache, embed: Embed
+) -> None:
+    # A flush means every answer accepted before it is gone, including those the
+    # write-behind queue has not written yet (a slow database holds them longer).
+    await cache.bg.poll_lock.acquire()  # holds the writer before its insert
+    try:
+        for t in ("Write a Rust hello world", "Write a Go hello world"):
+            assert cache.submit(entry(t, embed(t), category="code"), POLICY)
+        await asyncio.sleep(0.05)  # the writer has taken its batch and waits
+        flushing = asyncio.create_task(cache.flush_entries(category="code"))
+        await asyncio.sleep(0.05)
+    finally:
+        cache.bg.poll_lock.release()
+    assert await flushing == 2
+    later = "Write a Zig hello world"  # submitted after the flush: kept
+    cache.submit(entry(later, embed(later), category="code"), POLICY)
+    await cache.flush()
+    assert [e.request_text for e in await cache.list_entries(category="code")] == [later]
+    t = "Write a Rust hello world"
+    assert await cache.lookup(SCOPE, t, embed(t), "code", POLICY) is None
