@@ -17,7 +17,7 @@ import asyncio
 import json
 import logging
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
@@ -124,6 +124,11 @@ class SemanticCache:
         self.space_lost: str | None = None
         #: The store's vector-space generation (raised by a flush or re-embedding).
         self.space_generation = 0
+        #: Flushes on this replica so far, and the latest ones' (number, category,
+        #: tenant): an answer to a request looked up before a flush that covers it
+        #: (a request in flight during the flush) is not stored after it.
+        self.flushes = 0
+        self._flush_marks: deque[tuple[int, str | None, str | None]] = deque(maxlen=1024)
 
     @classmethod
     async def open(
@@ -502,9 +507,22 @@ class SemanticCache:
         """Queues ``entry`` for the background writer; ``False`` when it was dropped
         (policy disabled, queue full, cache closing)."""
         self._vector(entry.vector)
-        if not policy.enabled or not self.serving:
+        if not policy.enabled or not self.serving or self._flushed_since(entry):
             return False
         return self.bg.enqueue(entry, policy, self.clock())
+
+    def _flushed_since(self, entry: NewEntry) -> bool:
+        asked = entry.asked_at_flush
+        if asked is None or asked >= self.flushes:
+            return False
+        if asked < self.flushes - len(self._flush_marks):
+            return True  # older than the marks kept: assume covered
+        return any(
+            n > asked
+            and category in (None, entry.category)
+            and tenant in (None, entry.scope.tenant)
+            for n, category, tenant in self._flush_marks
+        )
 
     @property
     def serving(self) -> bool:
@@ -620,8 +638,11 @@ class SemanticCache:
         where = _filter(category, tenant, None)
         if dry_run:
             return await self.store.count(where)
-        # Answers accepted before the flush but still in the write-behind queue are
-        # written first, so that the flush removes them too.
+        # Requests in flight now do not store their answers (submit), and answers
+        # accepted before but still in the write-behind queue are written first, so
+        # that the delete below removes them too.
+        self.flushes += 1
+        self._flush_marks.append((self.flushes, category, tenant))
         await self.bg.drain()
         ids = await self.store.mark_deleted(where, "flush", self.clock())
         await self.forget(ids, None)

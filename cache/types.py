@@ -51,6 +51,9 @@ class NewEntry:
     tier: Tier
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    #: :attr:`SemanticCache.flushes` when the request was looked up: an answer asked
+    #: before a flush that covers it is not stored (``None``: no such check).
+    asked_at_flush: int | None = None
 
     def __post_init__(self) -> None:
         if not self.category:

@@ -134,6 +134,8 @@ class Pipeline:
         control: CacheControl,
         trace: Trace,
     ) -> Response:
+        # Taken before the lookup: a flush from now on covers this request's answer.
+        asked_at_flush = self.s.cache.flushes if self.s.cache is not None else None
         prepared = self._prepare(body, endpoint)
         if not control.no_cache:
             early = await self._exact_first(principal, prepared, trace)
@@ -148,7 +150,7 @@ class Pipeline:
         if isinstance(joined, Response):
             return joined
         try:
-            return await self._call(principal, prepared, u, control, trace, joined)
+            return await self._call(principal, prepared, u, control, trace, joined, asked_at_flush)
         except BaseException:
             if joined is not None:  # followers go on without this request's answer
                 joined.abandon()
@@ -162,6 +164,7 @@ class Pipeline:
         control: CacheControl,
         trace: Trace,
         flight: Flight | None,
+        asked_at_flush: int | None,
     ) -> Response:
         """Steps 6-9: route, call the backend, relay (and store) its answer."""
         body, endpoint = prepared.body, trace.endpoint
@@ -191,7 +194,9 @@ class Pipeline:
                 category=u.category, examples=examples, reply=pr,
                 neighbour_similarities=[n.similarity for n in neighbours],
             )  # fmt: skip
-        intent = self._store_intent(principal, prepared, u, control, examples, flight)
+        intent = self._store_intent(
+            principal, prepared, u, control, examples, flight, asked_at_flush
+        )
         relay = Relay(self.s, pr, trace, intent)
         if pr.reply.events is not None:
             return StreamingResponse(
@@ -554,6 +559,7 @@ class Pipeline:
         control: CacheControl,
         examples: tuple[ExampleCandidate, ...],
         flight: Flight | None,
+        asked_at_flush: int | None,
     ) -> StoreIntent:
         store = u.scope is not None and u.vector is not None and not control.no_store
         return StoreIntent(
@@ -565,5 +571,6 @@ class Pipeline:
             category=u.category,
             policy=u.policy,
             example_ids=tuple(int(e.entry_id) for e in examples),
+            asked_at_flush=asked_at_flush,
             flight=flight,
         )

@@ -37,6 +37,7 @@ class StoreIntent:
     category: str
     policy: CategoryPolicy
     example_ids: tuple[int, ...] = ()
+    asked_at_flush: int | None = None  # the cache's flush count at lookup (NewEntry's)
     # Set when this request leads a flight (cache.inflight): its storable answer is
     # shared with the equivalent requests waiting for it; any other end abandons it.
     flight: Flight | None = None
@@ -171,6 +172,7 @@ class Relay:
                 tier=self.pr.backend.tier,
                 prompt_tokens=prompt,
                 completion_tokens=completion,
+                asked_at_flush=i.asked_at_flush,
             )
         except CacheError as exc:
             log.warning("answer not cached: %s", exc)

@@ -209,3 +209,29 @@ async def test_flush_removes_answers_still_in_the_write_queue(
     assert [e.request_text for e in await cache.list_entries(category="code")] == [later]
     t = "Write a Rust hello world"
     assert await cache.lookup(SCOPE, t, embed(t), "code", POLICY) is None
+
+
+async def test_answer_asked_before_a_covering_flush_is_not_stored(
+    cache: SemanticCache, embed: Embed
+) -> None:
+    def asked(text: str, category: str, at: int, tenant: str = "acme") -> bool:
+        scope = dataclasses.replace(SCOPE, tenant=tenant)
+        e = dataclasses.replace(entry(text, embed(text), category=category), scope=scope)
+        return cache.submit(dataclasses.replace(e, asked_at_flush=at), POLICY)
+
+    before = cache.flushes
+    await cache.flush_entries(category="code")
+    assert not asked("Write a Rust hello world", "code", before)  # covered
+    assert asked("Integrate x squared", "math", before)  # another category
+    assert asked("Write a Go hello world", "code", cache.flushes)  # asked after it
+    before = cache.flushes
+    await cache.flush_entries(tenant="globex")
+    assert asked("Write a C hello world", "code", before)  # another tenant
+    assert not asked("Write a C hello world", "code", before, tenant="globex")
+    await cache.flush()
+    stored = sorted(e.request_text for e in await cache.list_entries())
+    assert stored == ["Integrate x squared", "Write a C hello world", "Write a Go hello world"]
+    # Older than the marks kept: assumed covered.
+    for _ in range(1100):
+        await cache.flush_entries(tenant="nobody")
+    assert not asked("Write a Zig hello world", "code", before)
