@@ -46,6 +46,7 @@ class CategoryPolicy:
     max_entries: int = 100_000
     eviction: Eviction = "lru"
     cache_streams: bool = True
+    cache_tool_calls: bool = True
     sampling_params: tuple[str, ...] = ("temperature", "top_p", "seed", "max_tokens")
     threshold_floor: float | None = None
     ttl_max_factor: float = 1.0
@@ -57,6 +58,8 @@ class CategoryPolicy:
             raise PolicyError(f"enabled must be a bool, got {self.enabled!r}")
         if not isinstance(self.cache_streams, bool):
             raise PolicyError(f"cache_streams must be a bool, got {self.cache_streams!r}")
+        if not isinstance(self.cache_tool_calls, bool):
+            raise PolicyError(f"cache_tool_calls must be a bool, got {self.cache_tool_calls!r}")
         _finite("similarity_threshold", self.similarity_threshold)
         if not 0.0 < self.similarity_threshold <= 1.0:
             raise PolicyError(

@@ -40,7 +40,7 @@ from proxy.relay import Relay, StoreIntent
 from proxy.request_log import account
 from proxy.services import Services
 from proxy.settings import LimitSettings
-from proxy.streaming import new_id, replay_events
+from proxy.streaming import new_id, replay_events, with_fresh_tool_call_ids
 from proxy.trace import CacheControl, Endpoint, Trace, finish
 from router import ExampleCandidate, RouteFeatures, TierLoad, build_messages, estimate_tokens
 from router import select_examples as pick_examples
@@ -383,7 +383,7 @@ class Pipeline:
         origin = self.s.pool.resolve(answer.backend)
         if origin is not None:
             m.cost_saved.inc(origin.spec.price.cost(answer.prompt_tokens, answer.completion_tokens))
-        body = dict(answer.response)
+        body = with_fresh_tool_call_ids(dict(answer.response))
         body["id"] = new_id(trace.endpoint == "chat")
         body["created"] = int(time.time())
         self.s.responses.add(body["id"], record)

@@ -1,9 +1,11 @@
 """Step 7-9 on the way back: relay the backend's answer, account for it, store it.
 
 Only complete, successful, single answers are stored: a JSON body with one
-choice that finished with ``stop``, or a stream that delivered ``[DONE]``
-after such a choice, its text a string. Errors, truncated (``length``) or
-cancelled streams, tool calls, ``n > 1`` and answers in another shape are never
+choice that finished with ``stop`` with its text a string, or with well-formed
+tool calls (finished with ``tool_calls`` or ``stop``; unless the category's
+policy says ``cache_tool_calls: false``), or a stream that delivered ``[DONE]``
+after such a choice. Errors, truncated (``length``) or cancelled streams, the
+deprecated ``function_call``, ``n > 1`` and answers in another shape are never
 cached.
 """
 
@@ -21,7 +23,7 @@ from cache import CacheError, CacheScope, CategoryPolicy, Flight, NewEntry, Shar
 from proxy.errors import spec_for
 from proxy.feedback import ResponseRecord
 from proxy.services import Services
-from proxy.streaming import DONE_EVENT, StreamAccumulator, error_event
+from proxy.streaming import DONE_EVENT, StreamAccumulator, error_event, tool_calls_ok
 from proxy.trace import Trace, finish
 
 log = logging.getLogger("cachegate.relay")
@@ -52,8 +54,9 @@ def record_usage(services: Services, backend: Backend, body: dict[str, Any] | No
     m.backend_cost.labels(backend.name).inc(cost)
 
 
-def storable(body: dict[str, Any], chat: bool) -> bool:
-    """One choice, finished with ``stop``, holding text in the shape a client reads.
+def storable(body: dict[str, Any], chat: bool, *, tool_calls: bool = True) -> bool:
+    """One choice holding text that finished with ``stop``, or (``tool_calls``)
+    well-formed tool calls, in the shape a client reads.
 
     Shapes are checked, not assumed: an answer stored here is replayed to later
     clients, so a backend's malformed body (a ``content`` that is a number, a
@@ -64,16 +67,23 @@ def storable(body: dict[str, Any], chat: bool) -> bool:
     choice = choices[0]
     if not isinstance(choice, dict) or choice.get("index", 0) != 0:
         return False
-    if choice.get("finish_reason") != "stop":
-        return False
+    finish = choice.get("finish_reason")
     if not chat:
-        return isinstance(choice.get("text"), str)
+        return finish == "stop" and isinstance(choice.get("text"), str)
     message = choice.get("message")
     if not isinstance(message, dict) or message.get("role", "assistant") != "assistant":
         return False
-    if message.get("tool_calls") or message.get("function_call"):
+    if message.get("function_call"):
         return False
-    return isinstance(message.get("content"), str)
+    content, calls = message.get("content"), message.get("tool_calls")
+    if not calls:
+        return finish == "stop" and isinstance(content, str)
+    return (
+        tool_calls
+        and finish in ("tool_calls", "stop")
+        and (content is None or isinstance(content, str))
+        and tool_calls_ok(calls)
+    )
 
 
 class Relay:
@@ -87,7 +97,8 @@ class Relay:
         body = self.pr.reply.json or {}
         record_usage(self.s, self.pr.backend, body)
         self._outcome("ok")
-        if storable(body, chat=self.trace.endpoint == "chat"):
+        chat = self.trace.endpoint == "chat"
+        if storable(body, chat, tool_calls=self.intent.policy.cache_tool_calls):
             self._share(body)
             self._store(body)
         else:
@@ -124,7 +135,7 @@ class Relay:
             # Runs on client disconnect too (the generator is closed): the backend
             # request is cancelled and nothing partial is stored or shared. Followers
             # are released first, before anything here can fail or wait.
-            if acc.complete:
+            if acc.complete and (self.intent.policy.cache_tool_calls or not acc.has_tool_calls):
                 answer = acc.body()
                 self._share(answer)
             else:

@@ -183,6 +183,7 @@ class PolicySettings(_Strict):
     max_entries: int | None = None
     eviction: Literal["lru", "lfu", "fifo"] | None = None
     cache_streams: bool | None = None
+    cache_tool_calls: bool | None = None
     sampling_params: tuple[str, ...] | None = None
     threshold_floor: float | None = None
     ttl_max_factor: float | None = None

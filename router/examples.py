@@ -92,6 +92,7 @@ def select_examples(
             or cand.bad_feedback
             or cand.similarity < config.similarity_floor
             or cand.entry_id in seen
+            or not cand.answer_text.strip()  # an answer that only called tools shows nothing
         ):
             continue
         seen.add(cand.entry_id)

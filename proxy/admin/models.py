@@ -53,6 +53,7 @@ class PolicyValues(BaseModel):
     max_entries: int
     eviction: Literal["lru", "lfu", "fifo"]
     cache_streams: bool
+    cache_tool_calls: bool = True
     sampling_params: list[str]
     threshold_floor: float | None
     ttl_max_factor: float
@@ -71,6 +72,7 @@ class PolicyFields(_Request):
     max_entries: StrictInt | None = None
     eviction: Literal["lru", "lfu", "fifo"] | None = None
     cache_streams: StrictBool | None = None
+    cache_tool_calls: StrictBool | None = None
     sampling_params: list[str] | None = None
     threshold_floor: float | None = None
     ttl_max_factor: float | None = None

@@ -41,6 +41,7 @@ def test_only_same_tenant_large_unflagged_above_floor() -> None:
             cand("bad", 0.9, bad_feedback=True),
             cand("small-tier", 0.9, tier="small"),
             cand("too-far", 0.5),
+            cand("tool-call-only", 0.9, answer_text=""),  # the stored answer called tools
         ]
     )
     assert [c.entry_id for c in chosen] == ["ok"]
