@@ -5,6 +5,15 @@ user turn. Everything else that changes the answer goes into the fingerprint
 (a digest), so a hit is only possible when all of it matches: the endpoint,
 system/developer prompts, every earlier turn, tools and tool choice,
 ``response_format``, and the sampling parameters the category's policy names.
+
+An agent loop's later step is a question too: a conversation that ends in tool
+results, after the latest user turn was answered only with tool calls. Its text
+is still that user turn; the calls and results after it go into the fingerprint
+verbatim, so a hit needs the very same calls and results (a paraphrased question
+with the same results is the same step). Tool-call ids are opaque correlators
+that differ in every session (cachegate's replayed calls get fresh ones): the
+fingerprint reads them as their order of appearance, which keeps which result
+answers which call.
 """
 
 from __future__ import annotations
@@ -82,6 +91,34 @@ def _last_user(messages: list[Any]) -> int | None:
     return None
 
 
+def _tool_step(tail: list[Any]) -> bool:
+    """Whether the turns after the latest user turn are tool calls and their results,
+    ending in a result: an agent loop's next step, which asks for an answer."""
+    if not tail or not isinstance(tail[-1], dict) or tail[-1].get("role") != "tool":
+        return False
+    for m in tail:
+        if not isinstance(m, dict):
+            return False
+        role = m.get("role")
+        if role == "assistant" and not m.get("tool_calls"):
+            return False  # the question was already answered in text
+        if role not in ("assistant", "tool"):
+            return False
+    return True
+
+
+def question_index(messages: list[Any]) -> int | None:
+    """The index of the user turn a chat asks about: the last message, or the latest
+    user turn when only tool calls and results follow it; None when it asks nothing
+    (it ends in an assistant turn, say)."""
+    last_user = _last_user(messages)
+    if last_user is None:
+        return None
+    if last_user == len(messages) - 1 or _tool_step(messages[last_user + 1 :]):
+        return last_user
+    return None
+
+
 def question(body: Mapping[str, Any]) -> tuple[str, tuple[str, ...]]:
     """The cacheable text and the earlier user turns (chat or completion body)."""
     if "messages" not in body:
@@ -89,11 +126,8 @@ def question(body: Mapping[str, Any]) -> tuple[str, tuple[str, ...]]:
         return (clean(prompt) if isinstance(prompt, str) else ""), ()
     messages = list(body.get("messages") or [])
     last_user = _last_user(messages)
-    # A conversation that ends in a tool result or assistant turn is not a question.
-    if last_user is None or last_user != len(messages) - 1:
-        text = ""
-    else:
-        text = clean(content_text(messages[last_user].get("content")))
+    asked = question_index(messages)
+    text = "" if asked is None else clean(content_text(messages[asked].get("content")))
     earlier = messages[:last_user] if last_user is not None else messages
     context = tuple(
         clean(content_text(m.get("content")))
@@ -110,15 +144,70 @@ def fingerprint(body: Mapping[str, Any], sampling_params: Iterable[str] = ()) ->
         "sampling": {p: body.get(p) for p in sorted(sampling_params)},
     }
     if "messages" in body:
-        messages = list(body.get("messages") or [])
+        messages = _ordinal_call_ids(list(body.get("messages") or []))
         last_user = _last_user(messages)
         earlier = messages[:last_user] if last_user is not None else messages
         payload["endpoint"] = "chat"
         payload["earlier"] = [_message_key(m) for m in earlier]
-        payload["last_meta"] = _message_key(messages[-1], with_content=False) if messages else None
+        if last_user is not None and last_user < len(messages) - 1:
+            # An agent step: the user turn's own fields, then the calls and results.
+            payload["last_meta"] = _message_key(messages[last_user], with_content=False)
+            payload["tool_step"] = [_step_key(m) for m in messages[last_user + 1 :]]
+        else:
+            payload["last_meta"] = (
+                _message_key(messages[-1], with_content=False) if messages else None
+            )
     else:
         payload["endpoint"] = "completion"
     return _digest(payload)
+
+
+def _step_key(m: Any) -> Any:
+    """An agent step's message as what the model reads: for the assistant's calls, the
+    content and each call's id, name and arguments. Clients echo the response's other
+    fields back or not (``refusal: null``, ``annotations: []``) as their SDK has it."""
+    if not isinstance(m, dict) or m.get("role") != "assistant":
+        return _message_key(m)
+    calls = m.get("tool_calls")
+    if not isinstance(calls, list):
+        return _message_key(m)
+    content = m.get("content")
+    keys: list[Any] = []
+    for c in calls:
+        function = c.get("function") if isinstance(c, dict) else None
+        if not isinstance(function, dict):
+            keys.append(c)
+            continue
+        keys.append([c.get("id"), function.get("name"), function.get("arguments")])
+    text = clean(content) if isinstance(content, str) else content
+    return {"role": "assistant", "content": text or None, "tool_calls": keys}
+
+
+def _ordinal_call_ids(messages: list[Any]) -> list[Any]:
+    """``messages`` with each tool-call id replaced by its order of first appearance
+    (``#0``, ``#1`` …), in the assistant's calls and in the results that answer them."""
+    ids: dict[str, str] = {}
+
+    def ordinal(call_id: Any) -> Any:
+        if not isinstance(call_id, str):
+            return call_id
+        return ids.setdefault(call_id, f"#{len(ids)}")
+
+    out: list[Any] = []
+    for m in messages:
+        if not isinstance(m, dict):
+            out.append(m)
+            continue
+        calls = m.get("tool_calls")
+        if isinstance(calls, list):
+            m = {**m, "tool_calls": [
+                {**c, "id": ordinal(c.get("id"))} if isinstance(c, dict) and "id" in c else c
+                for c in calls
+            ]}  # fmt: skip
+        if "tool_call_id" in m:
+            m = {**m, "tool_call_id": ordinal(m["tool_call_id"])}
+        out.append(m)
+    return out
 
 
 def normalise_chat(body: Mapping[str, Any], sampling_params: Iterable[str] = ()) -> Normalised:

@@ -34,7 +34,7 @@ from proxy.auth import Principal
 from proxy.errors import InvalidRequest, NotFound
 from proxy.feedback import ResponseRecord
 from proxy.judging import example_utility, judge_small_answer
-from proxy.normalise import fingerprint, has_non_text_parts, question
+from proxy.normalise import fingerprint, has_non_text_parts, question, question_index
 from proxy.protocol import ChatCompletionRequest, CompletionRequest, validate
 from proxy.relay import Relay, StoreIntent
 from proxy.request_log import account
@@ -211,7 +211,10 @@ class Pipeline:
     def _prepare(self, body: dict[str, Any], endpoint: Endpoint) -> Prepared:
         if endpoint == "chat":
             req: ChatCompletionRequest | CompletionRequest = validate(ChatCompletionRequest, body)
-            last = body["messages"][-1]
+            # The turn whose text is looked up must be all text (an image question's
+            # text alone is not the question); later tool results are fingerprinted whole.
+            asked = question_index(body["messages"])
+            last = body["messages"][-1 if asked is None else asked]
             text_only = not has_non_text_parts(last.get("content"))
         else:
             req = validate(CompletionRequest, body)

@@ -119,3 +119,53 @@ def test_sampling_parameters_named_by_policy(prompt: str, sampling: str, a: int,
     assert (one.fingerprint == two.fingerprint) == (a == b)
     unnamed = normalise_completion({"prompt": prompt, sampling: b}, [])
     assert unnamed.fingerprint == normalise_completion({"prompt": prompt}, []).fingerprint
+
+
+def _agent_step(question: str, ids: list[str], results: list[str]) -> dict[str, Any]:
+    calls = [
+        {"id": i, "type": "function", "function": {"name": f"f{n}", "arguments": "{}"}}
+        for n, i in enumerate(ids)
+    ]
+    return {
+        "messages": [
+            {"role": "user", "content": question},
+            {"role": "assistant", "content": None, "tool_calls": calls},
+            *(
+                {"role": "tool", "tool_call_id": i, "content": r}
+                for i, r in zip(ids, results, strict=True)
+            ),
+        ]
+    }
+
+
+@FAST
+@given(
+    question=words,
+    ids=st.lists(st.text(min_size=1, max_size=8), min_size=2, max_size=3, unique=True),
+    renamed=st.lists(st.text(min_size=1, max_size=8), min_size=3, max_size=3, unique=True),
+    results=st.lists(words, min_size=3, max_size=3),
+)
+def test_agent_steps_ignore_call_ids_but_not_which_result_answers_which_call(
+    question: str, ids: list[str], renamed: list[str], results: list[str]
+) -> None:
+    results = results[: len(ids)]
+    step = normalise_chat(_agent_step(question, ids, results))
+    assert step.text == clean(question)  # the step asks the user's question
+    # Other ids, consistently renamed: the same step.
+    assert normalise_chat(_agent_step(question, renamed[: len(ids)], results)) == step
+    # Another result: another step.
+    changed = [*results[:-1], results[-1] + " more"]
+    assert normalise_chat(_agent_step(question, ids, changed)).fingerprint != step.fingerprint
+    # The results answering the other calls (ids swapped on the results only).
+    if results[0] != results[1]:
+        body = _agent_step(question, ids, results)
+        tool_msgs = [m for m in body["messages"] if m["role"] == "tool"]
+        tool_msgs[0]["tool_call_id"], tool_msgs[1]["tool_call_id"] = ids[1], ids[0]
+        assert normalise_chat(body).fingerprint != step.fingerprint
+    # Not the same context as the question asked on its own.
+    alone = normalise_chat({"messages": [{"role": "user", "content": question}]})
+    assert alone.text == step.text and alone.fingerprint != step.fingerprint
+    # Ending in the assistant's text (the step answered) asks nothing.
+    answered = _agent_step(question, ids, results)
+    answered["messages"].append({"role": "assistant", "content": "done"})
+    assert normalise_chat(answered).text == ""

@@ -223,3 +223,83 @@ def test_policy_can_keep_tool_calls_out(embedder: Embedder, tmp_path: Path) -> N
         assert chat(stack, "Name a port city in Portugal").headers["x-cachegate-cache"] == "hit"
     finally:
         stack.stop()
+
+
+def _text_answer(text: str) -> str:
+    return _answer({"role": "assistant", "content": text}, "stop")
+
+
+def _step(question: str, call_id: str, result: str) -> list[Any]:
+    """An agent loop's second request: the question, the model's call, its result."""
+    call = {**CALL, "id": call_id}
+    return [
+        {"role": "user", "content": question},
+        {"role": "assistant", "content": None, "tool_calls": [call]},
+        {"role": "tool", "tool_call_id": call_id, "content": result},
+    ]
+
+
+def _post(client: openai.OpenAI, messages: list[Any]) -> Any:
+    return client.chat.completions.with_raw_response.create(
+        model="auto", messages=messages, tools=TOOLS
+    )
+
+
+def test_agent_loop_steps_are_cached_across_sessions(embedder: Embedder, tmp_path: Path) -> None:
+    stack = start(embedder, tmp_path / "a.db", _checked)
+    client = oai(stack)
+    question = "What's the weather like in Lisbon this afternoon?"
+    result = '{"temperature_c": 21, "sky": "sunny"}'
+    try:
+        # Session 1: the call, then the answer from its result; both stored.
+        _backends_answer(stack, raw_answer=_answer({"role": "assistant", "content": None,
+                                                    "tool_calls": [CALL]}))  # fmt: skip
+        first = _post(client, [{"role": "user", "content": question}])
+        assert first.headers["x-cachegate-cache"] == "miss"
+        _backends_answer(stack, raw_answer=_text_answer("Sunny and 21 °C in Lisbon."))
+        step = _post(client, _step(question, "call_backend_1", result))
+        assert step.headers["x-cachegate-cache"] == "miss"
+        stack.flush_writes()
+
+        # Session 2: the call is replayed with a fresh id, and the step that answers it
+        # with the same result is a hit, whatever that id.
+        _backends_answer(stack, raw_answer=_text_answer("not from the cache"))
+        call = _post(client, [{"role": "user", "content": question}])
+        assert call.headers["x-cachegate-cache"] == "hit"
+        replayed = call.parse().choices[0].message
+        fresh_id = replayed.tool_calls[0].id
+        assert fresh_id != "call_backend_1"
+        # As an agent framework sends it back: the SDK's whole message (refusal: null …).
+        echoed = _step(question, fresh_id, result)
+        echoed[1] = replayed.model_dump()
+        assert "refusal" in echoed[1]
+        again = _post(client, echoed)
+        assert again.headers["x-cachegate-cache"] == "hit"
+        assert again.parse().choices[0].message.content == "Sunny and 21 °C in Lisbon."
+        # The same question and result in other words: the same step.
+        para = _post(client, _step("What is the weather like in Lisbon this afternoon?",
+                                   "call_x", result))  # fmt: skip
+        assert para.headers["x-cachegate-cache"] == "hit"
+
+        # Another result is another step: the backend answers.
+        other = _post(client, _step(question, fresh_id, '{"temperature_c": 12, "sky": "rain"}'))
+        assert other.headers["x-cachegate-cache"] == "miss"
+        assert other.parse().choices[0].message.content == "not from the cache"
+        # A result for a call the assistant did not make in this order is not the same
+        # step either (the ids tie results to calls).
+        swapped = _step(question, fresh_id, result)
+        swapped[2]["tool_call_id"] = "call_unknown"
+        assert _post(client, swapped).headers["x-cachegate-cache"] == "miss"
+        # A conversation that ends in the assistant's own turn asks nothing: not cached.
+        ended = [*_step(question, fresh_id, result)[:1],
+                 {"role": "assistant", "content": "Sunny."}]  # fmt: skip
+        assert _post(client, ended).headers["x-cachegate-cache"] == "bypass"
+        # The question with an image: its text alone is not the question.
+        image = _step(question, fresh_id, result)
+        image[0]["content"] = [
+            {"type": "text", "text": question},
+            {"type": "image_url", "image_url": {"url": "https://example.com/sky.png"}},
+        ]
+        assert _post(client, image).headers["x-cachegate-cache"] == "bypass"
+    finally:
+        stack.stop()
