@@ -530,6 +530,9 @@ class Pipeline:
     ) -> tuple[ExampleCandidate, ...]:
         if tier != "small" or p.pinned is not None or not neighbours or "messages" not in p.body:
             return ()
+        last = p.body["messages"][-1]
+        if isinstance(last, dict) and last.get("role") == "tool":
+            return ()  # an agent step answers from its tool results, not from examples
         candidates = [
             ExampleCandidate(
                 entry_id=str(n.entry_id),

@@ -132,3 +132,26 @@ def test_examples_never_from_bad_feedback(examples_stack: Stack) -> None:
         r = ask(a, "What is the boiling point of water on Mount Everest?")
         assert "x-cachegate-examples" not in r.headers
         assert len(_examples_sent(s)[-1]) == 1
+
+
+def test_no_examples_for_an_agent_step(examples_stack: Stack) -> None:
+    # The step answers from its tool results; an example answered from other results
+    # (or from none) could only mislead the small model.
+    s = examples_stack
+    with oai(s, "sk-a") as a:
+        ask(a, "What's the weather like in Lisbon today?", model="large")
+        s.flush_writes()
+        call = {"id": "call_1", "type": "function",
+                "function": {"name": "get_weather", "arguments": '{"city": "Lisbon"}'}}  # fmt: skip
+        messages: Any = [
+            {"role": "user", "content": "What's the weather like in Lisbon today?"},
+            {"role": "assistant", "content": None, "tool_calls": [call]},
+            {"role": "tool", "tool_call_id": "call_1", "content": '{"sky": "rain"}'},
+        ]
+        r = a.chat.completions.with_raw_response.create(model="auto", messages=messages)
+        assert r.headers["x-cachegate-backend"] == "small"
+        assert "x-cachegate-examples" not in r.headers
+        assert _examples_sent(s)[-1] == messages
+        # The same question on its own does get the example.
+        plain = ask(a, "What's the weather like in Lisbon this morning?")
+        assert plain.headers["x-cachegate-examples"] == "1"
