@@ -7,6 +7,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from proxy.relay import storable
 from proxy.streaming import StreamAccumulator, replay_events, with_fresh_tool_call_ids
 
@@ -86,3 +89,97 @@ def test_odd_tool_call_deltas_mark_the_answer_broken() -> None:
     ):
         acc.add(data)
     assert not acc.broken and not acc.complete
+
+
+_leaf = st.none() | st.booleans() | st.integers(-2, 3) | st.text(max_size=6)
+_json = st.recursive(
+    _leaf,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(
+        st.sampled_from(["index", "id", "type", "function", "name", "arguments", "content",
+                         "role", "tool_calls", "delta", "finish_reason", "choices", "x"]),
+        inner, max_size=4),
+    max_leaves=10,
+)  # fmt: skip
+_tool_delta = st.fixed_dictionaries(
+    {"index": st.integers(0, 2)},
+    optional={
+        "id": st.text(min_size=1, max_size=4),
+        "type": st.just("function"),
+        "function": st.fixed_dictionaries(
+            {}, optional={"name": st.text(max_size=4), "arguments": st.text(max_size=6)}
+        ),
+    },
+)
+_delta = st.fixed_dictionaries(
+    {},
+    optional={
+        "role": st.just("assistant"),
+        "content": st.none() | st.text(max_size=6),
+        "tool_calls": st.lists(_tool_delta, max_size=2) | _json,
+    },
+)
+_choice = st.fixed_dictionaries(
+    {"index": st.just(0) | _json, "delta": _delta | _json},
+    optional={"finish_reason": st.sampled_from(["stop", "tool_calls", "length"]) | _json},
+)
+
+
+_call_head = st.fixed_dictionaries(
+    {"index": st.integers(0, 1), "id": st.text(min_size=1, max_size=4),
+     "type": st.just("function"),
+     "function": st.fixed_dictionaries({"name": st.text(min_size=1, max_size=4),
+                                        "arguments": st.just("")})}
+)  # fmt: skip
+_call_piece = st.fixed_dictionaries(
+    {
+        "index": st.integers(0, 1),
+        "function": st.fixed_dictionaries({"arguments": st.text(max_size=6)}),
+    }
+)
+_good_delta = st.fixed_dictionaries(
+    {},
+    optional={
+        "role": st.just("assistant"),
+        "content": st.none() | st.text(max_size=6),
+        "tool_calls": st.lists(_call_head | _call_piece | _tool_delta, max_size=2),
+    },
+)
+_good_choice = st.fixed_dictionaries(
+    {"index": st.just(0), "delta": _good_delta},
+    optional={"finish_reason": st.sampled_from(["stop", "tool_calls", "length"])},
+)
+_good_chunks = st.lists(st.lists(_good_choice, min_size=1, max_size=1), max_size=8)
+# Three streams in four are well-formed chunk by chunk (so that many complete); the
+# fourth mixes in odd choices and junk.
+_streams = (
+    _good_chunks
+    | _good_chunks
+    | _good_chunks
+    | st.lists(st.lists(_good_choice, min_size=1, max_size=1) | st.lists(_choice, max_size=2)
+               | _json, max_size=8)
+)  # fmt: skip
+
+
+@settings(max_examples=400, deadline=None)
+@given(chunks=_streams)
+def test_any_stream_is_either_refused_or_stored_and_replayed_as_itself(chunks: list[Any]) -> None:
+    acc = StreamAccumulator(chat=True)
+    for choices in [*chunks, None]:
+        if choices is None:
+            acc.add("[DONE]")
+        else:
+            acc.add(json.dumps({"id": "c", "object": "chat.completion.chunk", "choices": choices}))
+    if not acc.complete:
+        return
+    body = acc.body()
+    assert storable(body, chat=True)  # what the stream path stores, the JSON path would too
+    again = StreamAccumulator(chat=True)
+    for event in replay_events(with_fresh_tool_call_ids(body), chat=True, include_usage=False):
+        again.add(event.decode().removeprefix("data: ").strip())
+    assert again.complete
+    replayed = again.body()["choices"][0]["message"]
+    stored = body["choices"][0]["message"]
+    assert replayed["content"] == stored["content"]
+    assert [c["function"] for c in replayed.get("tool_calls", [])] == [
+        c["function"] for c in stored.get("tool_calls", [])
+    ]
