@@ -113,7 +113,9 @@ async def flush(a: AdminDep, body: FlushBody) -> FlushResult:
     )
     if not body.dry_run:
         target = f"category={body.category or '*'} tenant={body.tenant or '*'}"
-        audit = a.audit("cache", "flush", target, None, {"deleted": count})
+        # The scope travels in the audit row: other replicas apply the flush too.
+        scope = {"category": body.category, "tenant": body.tenant}
+        audit = a.audit("cache", "flush", target, None, {"deleted": count, **scope})
         await state.store.write(audit, now=a.now())
     return FlushResult(
         count=count, dry_run=body.dry_run, category=body.category, tenant=body.tenant

@@ -5,7 +5,9 @@ Policies, keys and router settings are state: a change on any replica rewrites
 its row, and every replica reloads that kind when the change feed (the audit
 table) shows a new row of it. Category changes are operations on the classifier
 (add examples, add a category ...): they are replayed in feed order, all at
-once with one refit, at start-up and when other replicas make them.
+once with one refit, at start-up and when other replicas make them. Cache
+flushes and tenant deletions are replayed when other replicas make them (never at
+start-up: their rows are gone by then), for what this replica still had on its way.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from cache import CategoryPolicy, PolicyError, PolicySet
+from cache import CacheUnavailable, CategoryPolicy, PolicyError, PolicySet
 from classifier import CategoryDef, Classifier, ClassifierError
 from proxy.admin.store import AdminStore, AuditEntry, KeyRecord, PolicyOverride, RevokedKey
 from proxy.errors import Unavailable
@@ -157,6 +159,27 @@ class AdminState:
         except ClassifierError as exc:
             log.error("category changes could not be applied; classifier unchanged: %s", exc)
 
+    async def replay_flushes(self, ops: Sequence[AuditEntry]) -> None:
+        """Another replica's cache flush or tenant deletion, applied here too: the rows
+        are gone already, but this replica may hold the flushed tenant's answers in its
+        write-behind queue or have requests in flight for it; run here, the flush covers
+        those as it does on the replica that answered it. What was stored since the
+        other replica's flush (a poll interval at most) matching it is deleted too."""
+        cache = self.s.cache
+        if cache is None:
+            return
+        for op in ops:
+            scope = flush_scope(op)
+            if scope is None:
+                continue
+            category, tenant = scope
+            try:
+                count = await cache.flush_entries(category=category, tenant=tenant)
+            except CacheUnavailable as exc:
+                log.warning("could not apply flush %d here (%s): %s", op.id, op.target, exc)
+                continue
+            log.info("applied flush %d (%s) here: %d more entries", op.id, op.target, count)
+
     # -- the change feed ----------------------------------------------------------------
     async def sync(self) -> int:
         """Applies other replicas' changes since the last call; returns how many."""
@@ -166,6 +189,7 @@ class AdminState:
         theirs = [c for c in changes if c.id not in self.own]
         await self.reload({c.kind for c in theirs})
         await self.replay_categories([c for c in theirs if c.kind == "category"])
+        await self.replay_flushes(theirs)
         self.last_seq = changes[-1].id
         self.own = {i for i in self.own if i > self.last_seq}
         return len(theirs)
@@ -183,6 +207,20 @@ class AdminState:
                 if self.store_ok:
                     log.warning("admin change feed unavailable: %s", exc)
                 self.store_ok = False
+
+
+def flush_scope(op: AuditEntry) -> tuple[str | None, str | None] | None:
+    """(category, tenant) that ``op`` flushed from the cache (``None``: any), or
+    ``None`` when it is not a flush. Written by the flush and tenant-deletion routes."""
+    if op.kind == "tenant" and op.action == "delete":
+        return None, op.target
+    if op.kind == "cache" and op.action == "flush" and isinstance(op.new, dict):
+        # Rows written before the scope was recorded are not replayed.
+        category, tenant = op.new.get("category"), op.new.get("tenant")
+        recorded = "category" in op.new and "tenant" in op.new
+        if recorded and all(v is None or isinstance(v, str) for v in (category, tenant)):
+            return category, tenant
+    return None
 
 
 def fold(defs: list[CategoryDef], action: str, name: str, op: dict[str, Any]) -> list[CategoryDef]:

@@ -70,7 +70,7 @@ def test_stats_entries_delete_and_flush(stack: Stack) -> None:
         assert [(e["action"], e["actor"]) for e in audit] == [
             ("flush", "admin:ops"), ("delete", "admin:ops"),
         ]  # fmt: skip
-        assert audit[0]["new"] == {"deleted": 3}
+        assert audit[0]["new"] == {"deleted": 3, "category": None, "tenant": "a"}
 
 
 def test_cache_absent_is_503(embedder: Embedder, tmp_path: Path) -> None:

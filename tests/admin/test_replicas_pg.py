@@ -4,16 +4,20 @@ other within a second (policy, router threshold, new key, revoked key)."""
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections.abc import Callable
+from typing import Any
 
 import httpx
 import pytest
 
 from backends.embedding import Embedder
-from tests.admin.conftest import CLIENT_KEY, admin, start
+from proxy.services import Services
+from tests.admin.conftest import CLIENT_KEY, admin, ask, oai, start
 from tests.admin.test_categories import LEGAL, PROBE
 from tests.pg import PgServer
+from tests.stack import wait_until
 
 pytestmark = pytest.mark.postgres
 
@@ -82,3 +86,48 @@ def test_changes_reach_the_other_replica_within_a_second(
             assert a3.get("/categories/legal").json()["example_count"] == len(LEGAL)
     finally:
         three.stop()
+
+
+async def _apply_feed(s: Services) -> None:
+    """What the replica's poller does every 0.25 s, now."""
+    assert s.admin is not None
+    async with s.admin.lock:
+        await s.admin.sync()
+
+
+def test_a_flush_covers_answers_in_flight_on_the_other_replica(
+    embedder: Embedder, pg_server: PgServer
+) -> None:
+    url = asyncio.run(pg_server.create_database())
+    one = start(embedder, url)
+    two = start(embedder, url)
+    question = "Which river flows through Vienna?"
+    try:
+        for tier in ("small", "large"):
+            two.set_faults(tier, hold=True)
+        answers: list[Any] = []
+        asking = threading.Thread(target=lambda: answers.append(ask(oai(two), question)))
+        asking.start()
+        assert wait_until(lambda: len(two.received("small")) + len(two.received("large")) == 1)
+        with admin(one) as a1:
+            r = a1.post("/cache/flush", json={"tenant": "a"})
+            assert r.status_code == 200, r.text
+        two.call(_apply_feed)
+        for tier in ("small", "large"):
+            two.set_faults(tier, hold=False)
+        asking.join(30)
+        assert answers[0].headers["x-cachegate-cache"] == "miss"
+        two.flush_writes()
+        # The answer arrived on replica two after replica one's flush: not stored.
+        assert ask(oai(two), question).headers["x-cachegate-cache"] == "miss"
+        two.flush_writes()
+        assert ask(oai(two), question).headers["x-cachegate-cache"] == "hit"
+        # The flush is not written to the audit trail twice.
+        with admin(two) as a2:
+            actions = [
+                e["action"] for e in a2.get("/audit", params={"kind": "cache"}).json()["data"]
+            ]
+        assert actions == ["flush"]
+    finally:
+        one.stop()
+        two.stop()
