@@ -9,7 +9,9 @@ import os
 import random
 import socket
 import sys
+import threading
 import time
+from collections import deque
 from pathlib import Path
 
 import httpx
@@ -20,6 +22,10 @@ ROOT = Path(__file__).resolve().parent.parent
 #: How many ports below the kernel's ephemeral range :func:`free_port` draws from.
 _BELOW_EPHEMERAL = 10_000
 _PICK = random.SystemRandom()  # not the global RNG, which tests (hypothesis) may seed
+# Ports handed out lately: a caller often asks for several before binding any (a test
+# stack's two backends and proxy), and a port drawn twice would be bound twice.
+_HANDED: deque[int] = deque(maxlen=4096)
+_HANDED_LOCK = threading.Lock()
 
 
 def _ephemeral_range() -> tuple[int, int]:
@@ -37,16 +43,21 @@ def free_port() -> int:
     comes from that range, the same range outgoing connections take their source
     ports from, so between this check and the server's bind a connection could take
     it ("address already in use"; seen once in CI). Below the range only another
-    listener can, and the bind check here rules out the ones already listening.
+    listener can, and the bind check here rules out the ones already listening; a
+    port handed out lately in this process is not handed out again.
     """
     low = _ephemeral_range()[0]
-    for _ in range(50):
-        port = _PICK.randrange(max(1024, low - _BELOW_EPHEMERAL), low)
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
+    with _HANDED_LOCK:
+        for _ in range(50):
+            port = _PICK.randrange(max(1024, low - _BELOW_EPHEMERAL), low)
+            if port in _HANDED:
                 continue
+            with socket.socket() as s:
+                try:
+                    s.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+            _HANDED.append(port)
             return port
     with socket.socket() as s:  # the range below is full: let the kernel choose
         s.bind(("127.0.0.1", 0))
