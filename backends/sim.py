@@ -94,9 +94,53 @@ def last_user_text(body: dict[str, Any]) -> str:
     return prompt if isinstance(prompt, str) else json.dumps(prompt)
 
 
+def _tool_results(body: dict[str, Any]) -> str:
+    """The tool results a chat ends in ('' when it ends in another turn)."""
+    results: list[str] = []
+    for m in reversed(body.get("messages") or []):
+        if not isinstance(m, dict) or m.get("role") != "tool":
+            break
+        results.append(json.dumps(m.get("content")))
+    return " ".join(reversed(results))
+
+
+def tool_call(body: dict[str, Any]) -> dict[str, Any] | None:
+    """The call the simulated model makes, or None: a chat that offers function tools
+    and ends in a user turn gets a call to the first one (or the one ``tool_choice``
+    forces; none with ``tool_choice: "none"``), its arguments naming the question."""
+    tools, choice, messages = (
+        body.get("tools"),
+        body.get("tool_choice", "auto"),
+        body.get("messages"),
+    )
+    if not isinstance(tools, list) or not tools or choice == "none":
+        return None
+    if not isinstance(messages, list) or not messages:
+        return None
+    if not isinstance(messages[-1], dict) or messages[-1].get("role") != "user":
+        return None
+    names = [
+        t["function"]["name"]
+        for t in tools
+        if isinstance(t, dict) and isinstance(t.get("function"), dict)
+        and isinstance(t["function"].get("name"), str)
+    ]  # fmt: skip
+    forced = choice.get("function") if isinstance(choice, dict) else None
+    name = forced.get("name") if isinstance(forced, dict) else (names[0] if names else None)
+    if not isinstance(name, str) or not name:
+        return None
+    arguments = json.dumps({"query": last_user_text(body)})
+    return {
+        "id": "call_" + digest(name + arguments + json.dumps(messages, sort_keys=True)),
+        "type": "function",
+        "function": {"name": name, "arguments": arguments},
+    }
+
+
 def answer_text(model: str, body: dict[str, Any], n_tokens: int, choice: int = 0) -> str:
-    """Deterministic answer: names the model and a digest of the prompt it answers."""
-    prompt = last_user_text(body)
+    """Deterministic answer: names the model and a digest of the prompt it answers (and
+    of the tool results, for a chat that ends in them)."""
+    prompt = last_user_text(body) + _tool_results(body)
     head = f"[{model}] answer to {digest(prompt)}"
     if choice:
         head += f" (choice {choice})"
@@ -187,7 +231,12 @@ def _full_body(state: SimState, body: dict[str, Any], chat: bool, n_tokens: int)
     n = raw_n if isinstance(raw_n, int) and raw_n > 0 else 1
     created = int(time.time())
     rid = "simcmpl-" + digest(json.dumps(body, sort_keys=True) + str(state.served))
-    choices = []
+    choices: list[dict[str, Any]] = []
+    call = tool_call(body) if chat else None
+    if call is not None:
+        message = {"role": "assistant", "content": None, "tool_calls": [call]}
+        choices = [{"index": 0, "message": message, "finish_reason": "tool_calls"}]
+        n = 0  # one call, whatever n asked
     for i in range(n):
         text = answer_text(model, body, n_tokens, i)
         if state.faults.broken_unicode:
@@ -245,14 +294,30 @@ async def _stream(
         return {"id": rid, "object": obj, "created": created, "model": model, "choices": [choice]}
 
     events: list[dict[str, Any]] = []
-    if chat:
-        first = chunk("", None)
-        first["choices"][0]["delta"] = {"role": "assistant", "content": ""}
+    call = tool_call(body) if chat else None
+    if call is not None:
+        # As OpenAI streams a call: id and name first, then the arguments in pieces.
+        head = {"index": 0, "id": call["id"], "type": "function",
+                "function": {"name": call["function"]["name"], "arguments": ""}}  # fmt: skip
+        first = chunk(None, None)
+        first["choices"][0]["delta"] = {"role": "assistant", "content": None, "tool_calls": [head]}
         events.append(first)
-    events += [chunk(w if i == 0 else " " + w, None) for i, w in enumerate(words)]
-    if faults.broken_unicode:
-        events += [chunk(piece, None) for piece in BROKEN_EVENTS]
-    events.append(chunk(None, _finish_reason(state, n_tokens)))
+        arguments = call["function"]["arguments"]
+        for start in range(0, len(arguments), 8):
+            piece = {"index": 0, "function": {"arguments": arguments[start : start + 8]}}
+            event = chunk(None, None)
+            event["choices"][0]["delta"] = {"tool_calls": [piece]}
+            events.append(event)
+        events.append(chunk(None, "tool_calls"))
+    else:
+        if chat:
+            first = chunk("", None)
+            first["choices"][0]["delta"] = {"role": "assistant", "content": ""}
+            events.append(first)
+        events += [chunk(w if i == 0 else " " + w, None) for i, w in enumerate(words)]
+        if faults.broken_unicode:
+            events += [chunk(piece, None) for piece in BROKEN_EVENTS]
+        events.append(chunk(None, _finish_reason(state, n_tokens)))
     opts = body.get("stream_options")
     if isinstance(opts, dict) and opts.get("include_usage"):
         pt = _prompt_tokens(body)

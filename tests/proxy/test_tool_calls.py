@@ -167,6 +167,7 @@ def test_tool_call_answers_are_cached_and_replayed(embedder: Embedder, tmp_path:
         assert (call.function.name, call.function.arguments) == ("get_weather", ARGS)
         assert call.id != "call_s1"
     finally:
+        client.close()
         stack.stop()
 
 
@@ -195,6 +196,7 @@ def test_odd_tool_calls_are_relayed_not_cached(
             assert json.loads(r.text) == json.loads(answer)
             stack.flush_writes()
     finally:
+        client.close()
         stack.stop()
 
 
@@ -222,6 +224,7 @@ def test_policy_can_keep_tool_calls_out(embedder: Embedder, tmp_path: Path) -> N
         stack.flush_writes()
         assert chat(stack, "Name a port city in Portugal").headers["x-cachegate-cache"] == "hit"
     finally:
+        client.close()
         stack.stop()
 
 
@@ -302,4 +305,56 @@ def test_agent_loop_steps_are_cached_across_sessions(embedder: Embedder, tmp_pat
         ]
         assert _post(client, image).headers["x-cachegate-cache"] == "bypass"
     finally:
+        client.close()
+        stack.stop()
+
+
+def _agent_session(client: openai.OpenAI, question: str, stream: bool) -> tuple[list[str], str]:
+    """One agent loop against cachegate: ask, run the call, send its result back.
+    Returns the two requests' x-cachegate-cache values and the final answer."""
+    messages: Any = [{"role": "user", "content": question}]
+    statuses = []
+    if stream:
+        status, call_id, text, finish = _streamed_call(client, question)
+        name = "get_weather"
+        arguments = text.removeprefix(name)
+        assert finish == "tool_calls"
+    else:
+        raw = _post(client, messages)
+        status = raw.headers["x-cachegate-cache"]
+        (call,) = raw.parse().choices[0].message.tool_calls
+        call_id, name, arguments = call.id, call.function.name, call.function.arguments
+    statuses.append(status)
+    assert name == "get_weather" and json.loads(arguments) == {"query": question}
+    messages += [
+        {"role": "assistant", "content": None, "tool_calls": [
+            {"id": call_id, "type": "function",
+             "function": {"name": name, "arguments": arguments}}]},
+        {"role": "tool", "tool_call_id": call_id, "content": '{"sky": "clear"}'},
+    ]  # fmt: skip
+    final = _post(client, messages)
+    statuses.append(final.headers["x-cachegate-cache"])
+    return statuses, final.parse().choices[0].message.content
+
+
+def test_agent_loop_against_the_simulated_backend(embedder: Embedder, tmp_path: Path) -> None:
+    # The simulated backend calls the first tool offered; `make run` users can try this.
+    stack = start(embedder, tmp_path / "s.db")
+    client = oai(stack)
+    try:
+        question = "What's the weather like in Lisbon tonight?"
+        statuses, answer = _agent_session(client, question, stream=False)
+        assert statuses == ["miss", "miss"] and answer
+        stack.flush_writes()
+        assert _agent_session(client, question, stream=False) == (["hit", "hit"], answer)
+        assert _agent_session(client, question, stream=True) == (["hit", "hit"], answer)
+        # tool_choice "none": a text answer, another context.
+        messages: Any = [{"role": "user", "content": question}]
+        plain = client.chat.completions.with_raw_response.create(
+            model="auto", messages=messages, tools=TOOLS, tool_choice="none"
+        )
+        assert plain.headers["x-cachegate-cache"] == "miss"
+        assert plain.parse().choices[0].message.tool_calls is None
+    finally:
+        client.close()
         stack.stop()
