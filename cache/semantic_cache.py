@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import time
 from collections import Counter, deque
 from collections.abc import Callable
@@ -322,18 +323,28 @@ class SemanticCache:
 
     # -- request path -------------------------------------------------------------------
     async def lookup(
-        self, scope: CacheScope, text: str, vector: Vector, category: str, policy: CategoryPolicy
+        self,
+        scope: CacheScope,
+        text: str,
+        vector: Vector,
+        category: str,
+        policy: CategoryPolicy,
+        *,
+        max_age_s: float | None = None,
     ) -> CacheHit | None:
         """The best equivalent stored answer in ``scope``, or ``None``. Never raises for
-        the store; a store outage is a miss unless the document is held in memory."""
+        the store; a store outage is a miss unless the document is held in memory.
+        ``max_age_s``: only answers stored at most that long ago (the client's
+        ``Cache-Control: max-age``)."""
         if not policy.enabled or not self.serving:
             return None
         vec = self._vector(vector)
         now = self.clock()
         key = exact_key(scope, text)
         group = (scope.tenant, scope.model_alias, scope.fingerprint)
+        since = -math.inf if max_age_s is None else now - max_age_s
         exact, cands, cand_vecs = await self.on_index(
-            self._probe, key, group, vec, policy.similarity_threshold, now, category, policy
+            self._probe, key, group, vec, policy.similarity_threshold, now, category, policy, since
         )
         hit = await self._choose(cands, cand_vecs, exact, text, vec, policy) if cands else None
         stat_key = (category, scope.tenant)
@@ -357,13 +368,14 @@ class SemanticCache:
         policy_for: Callable[[str], CategoryPolicy | None],
         *,
         stored_after: float = 0.0,
+        max_age_s: float | None = None,
     ) -> CacheHit | None:
         """The exact tier alone, before anything is embedded or classified: the entry
         stored under ``scope`` for this normalised text, served under the (effective)
         policy of the category it was stored in, which ``policy_for`` gives (``None``:
         that category may not serve this request). Entries stored before
         ``stored_after`` (when the categories last changed) are left to the full path,
-        which classifies the request anew.
+        which classifies the request anew. ``max_age_s`` as for :meth:`lookup`.
 
         ``None`` when there is none or its policy would not serve it now; the caller then
         goes the whole way (embed, classify, :meth:`lookup`), which counts the miss. An
@@ -376,6 +388,8 @@ class SemanticCache:
         eid = self.index.exact.get(exact_key(scope, text))
         m = self.index.meta.get(eid) if eid is not None else None
         if m is None or m.created_at < stored_after:
+            return None
+        if max_age_s is not None and m.created_at < now - max_age_s:
             return None
         policy = policy_for(m.category)
         if (
@@ -416,9 +430,11 @@ class SemanticCache:
         now: float,
         category: str,
         policy: CategoryPolicy,
+        since: float,
     ) -> tuple[bool, list[tuple[int, float]], Vector]:
         """On the index thread: (exact match?, candidates with their similarity, and the
-        candidates' vectors as the index holds them)."""
+        candidates' vectors as the index holds them), among entries stored at ``since``
+        or later."""
         # Under a TTL stretch (load adaptation), entries of the lookup's own category
         # that expired less than (stretch - 1) × TTL ago may still be served; the index
         # is asked as of that earlier time and the rest filtered here, per entry.
@@ -426,12 +442,14 @@ class SemanticCache:
         seen_at = now - (stretch - 1.0) * policy.ttl_seconds
         meta = self.index.meta
         m = self.index.exact_match(key, seen_at)
-        if m is not None and self._servable(m, now, category, stretch):
+        if m is not None and m.created_at >= since and self._servable(m, now, category, stretch):
             cands = [(m.entry_id, 1.0)]
             return True, cands, self.index.vectors(cands)
         cands = self.index.search_group(group, vec, self.candidates, floor, seen_at)
         if stretch > 1.0:
             cands = [c for c in cands if self._servable(meta[c[0]], now, category, stretch)]
+        if since > -math.inf:  # the client's max-age: older answers are not candidates
+            cands = [c for c in cands if meta[c[0]].created_at >= since]
         # The check reads these, not the documents' stored vectors: a document fetched
         # from SQL may already hold another embedder's vector (a re-embedding under way
         # on another replica, before this one's next poll stops it), while the index

@@ -80,6 +80,10 @@ class Unavailable(RequestError):
     pass
 
 
+class NotCached(RequestError):
+    """``Cache-Control: only-if-cached`` and no cached answer: no backend is called."""
+
+
 class RateLimited(RequestError):
     """A usage limit is reached; ``retry_after`` (seconds) becomes the Retry-After header."""
 
@@ -106,6 +110,8 @@ STATUS_TABLE: tuple[tuple[type[BaseException], ErrorSpec], ...] = (
     (PayloadTooLarge, ErrorSpec(413, "invalid_request_error", "payload_too_large")),
     (RateLimited, ErrorSpec(429, "rate_limit_error", "rate_limit_exceeded")),
     (Unavailable, ErrorSpec(503, "service_unavailable", "unavailable")),
+    # RFC 9111 5.2.1.7: only-if-cached with nothing stored is answered 504.
+    (NotCached, ErrorSpec(504, "cache_miss", "not_cached")),
     # Domain errors reaching a route (the admin API): values refused, names unknown.
     (PolicyError, ErrorSpec(400, "invalid_request_error", "invalid_policy")),
     (EntryNotFound, ErrorSpec(404, "invalid_request_error", "not_found")),

@@ -31,7 +31,7 @@ from cache import (
     SharedAnswer,
 )
 from proxy.auth import Principal
-from proxy.errors import InvalidRequest, NotFound
+from proxy.errors import InvalidRequest, NotCached, NotFound
 from proxy.feedback import ResponseRecord
 from proxy.judging import example_utility, judge_small_answer
 from proxy.normalise import fingerprint, has_non_text_parts, question, question_index
@@ -138,14 +138,20 @@ class Pipeline:
         asked_at_flush = self.s.cache.flushes if self.s.cache is not None else None
         prepared = self._prepare(body, endpoint)
         if not control.no_cache:
-            early = await self._exact_first(principal, prepared, trace)
+            early = await self._exact_first(principal, prepared, trace, control.max_age_s)
             if early is not None:
                 return early
         u = await self._understand(principal, prepared, trace)
         if u.scope is not None and not control.no_cache:
-            hit = await self._lookup(u, trace)
+            hit = await self._lookup(u, trace, control.max_age_s)
             if hit is not None:
                 return self._hit_response(hit, prepared, principal, u, trace)
+        if control.only_if_cached:
+            raise NotCached(
+                "no cached answer for this request, and Cache-Control: only-if-cached "
+                "forbids asking a backend",
+                param="cache-control",
+            )
         joined = await self._coalesce(principal, prepared, u, control, trace)
         if isinstance(joined, Response):
             return joined
@@ -242,7 +248,7 @@ class Pipeline:
     # -- 5a. exact repeats, before any embedding ------------------------------------
 
     async def _exact_first(
-        self, principal: Principal, p: Prepared, trace: Trace
+        self, principal: Principal, p: Prepared, trace: Trace, max_age_s: int | None
     ) -> Response | None:
         """Serves an exact repeat from the exact tier without embedding or classifying.
 
@@ -276,7 +282,9 @@ class Pipeline:
 
             scope = CacheScope(principal.tenant, p.alias, fingerprint(p.body, params))
             try:
-                hit = await cache.exact_lookup(scope, text, policy_for, stored_after=changed)
+                hit = await cache.exact_lookup(
+                    scope, text, policy_for, stored_after=changed, max_age_s=max_age_s
+                )
             except CacheError as exc:
                 log.warning("exact lookup failed, going the full way: %s", exc)
                 return None
@@ -332,13 +340,17 @@ class Pipeline:
 
     # -- 5. lookup --------------------------------------------------------------
 
-    async def _lookup(self, u: Understanding, trace: Trace) -> CacheHit | None:
+    async def _lookup(
+        self, u: Understanding, trace: Trace, max_age_s: int | None
+    ) -> CacheHit | None:
         cache = self.s.cache
         assert cache is not None and u.scope is not None and u.vector is not None
         m = self.s.metrics
         started = time.perf_counter()
         try:
-            hit = await cache.lookup(u.scope, u.text, u.vector, u.category, u.policy)
+            hit = await cache.lookup(
+                u.scope, u.text, u.vector, u.category, u.policy, max_age_s=max_age_s
+            )
         except CacheError as exc:
             log.warning("cache lookup failed, treating as a miss: %s", exc)
             m.cache_errors.labels("lookup").inc()
@@ -364,7 +376,9 @@ class Pipeline:
         record = ResponseRecord(
             principal.tenant, u.scope, u.text, u.vector, u.category, hit.entry_id
         )
-        return self._answer(answer, hit.similarity, record, p, u, trace)
+        now = self.s.cache.clock() if self.s.cache is not None else time.time()
+        age = max(0, int(now - hit.created_at))
+        return self._answer(answer, hit.similarity, record, p, u, trace, age_s=age)
 
     def _answer(
         self,
@@ -374,8 +388,11 @@ class Pipeline:
         p: Prepared,
         u: Understanding,
         trace: Trace,
+        *,
+        age_s: int | None = None,
     ) -> Response:
-        """A stored (or in-flight) answer served without a backend call of its own."""
+        """A stored (or in-flight) answer served without a backend call of its own.
+        ``age_s``: how long ago a stored answer was stored (the ``Age`` header)."""
         m = self.s.metrics
         trace.cache = "hit"
         trace.similarity = similarity
@@ -394,6 +411,8 @@ class Pipeline:
         headers = trace.headers()
         if record.entry_id is not None:
             headers["x-cachegate-entry"] = str(record.entry_id)
+        if age_s is not None:
+            headers["Age"] = str(age_s)
         if not p.stream:
             return JSONResponse(body, headers=headers)
         events = replay_events(body, chat=trace.endpoint == "chat", include_usage=p.include_usage)

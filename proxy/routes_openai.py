@@ -44,8 +44,8 @@ async def _completion(request: Request, endpoint: Endpoint) -> Response:
     principal = client(request)
     body = parse_json_body(await read_body(request, s.settings.server.max_body_bytes))
     trace = Trace(endpoint=endpoint, request_id=request_id(request), started=time.perf_counter())
-    control = CacheControl.parse(request.headers.get("cache-control"))
     try:
+        control = CacheControl.parse(request.headers.get("cache-control"))
         return await Pipeline(s).handle(
             principal, body, endpoint=endpoint, control=control, trace=trace
         )

@@ -6,6 +6,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Literal
 
+from proxy.errors import InvalidRequest
 from proxy.services import Services
 
 Endpoint = Literal["chat", "completion"]
@@ -55,13 +56,41 @@ class Trace:
 
 @dataclass(frozen=True)
 class CacheControl:
+    """The request's ``Cache-Control`` directives that cachegate honours (RFC 9111)."""
+
     no_cache: bool = False  # skip the lookup
     no_store: bool = False  # skip the write
+    max_age_s: int | None = None  # serve only answers stored at most this long ago
+    only_if_cached: bool = False  # a cached answer or 504, never a backend call
 
     @classmethod
     def parse(cls, header: str | None) -> CacheControl:
-        directives = {d.strip().lower() for d in (header or "").split(",")}
-        return cls(no_cache="no-cache" in directives, no_store="no-store" in directives)
+        """Raises InvalidRequest for a ``max-age`` that is not a number of seconds.
+        Directives it does not know are ignored, as HTTP caches do."""
+        directives: dict[str, str | None] = {}
+        for part in (header or "").split(","):
+            name, _, value = part.strip().partition("=")
+            directives[name.strip().lower()] = value.strip().strip('"') if value else None
+        max_age: int | None = None
+        # A shared cache reads s-maxage before max-age (RFC 9111 5.2.2.10); as a
+        # request directive it is LiteLLM's spelling of the same bound.
+        for name in ("s-maxage", "max-age"):
+            if name in directives:
+                raw = directives[name] or ""
+                if not raw.isdigit() or len(raw) > 12:
+                    raise InvalidRequest(
+                        f"Cache-Control {name} must be a whole number of seconds, got {raw!r}",
+                        param="cache-control",
+                        code="invalid_cache_control",
+                    )
+                max_age = int(raw)
+                break
+        return cls(
+            no_cache="no-cache" in directives,
+            no_store="no-store" in directives,
+            max_age_s=max_age,
+            only_if_cached="only-if-cached" in directives,
+        )
 
 
 def finish(services: Services, trace: Trace, status: int) -> None:
