@@ -12,6 +12,7 @@ Hierarchy::
         ├── Conflict         409 the thing to create exists already
         ├── PayloadTooLarge  413 body over the configured limit
         ├── RateLimited      429 a usage limit is reached (carries retry_after)
+        ├── NotCached        504 only-if-cached and nothing cached (not retried)
         └── Unavailable      503 a store the request needs is down or not configured
 
 Errors from other packages (``backends``, ``cache`` ...) are mapped to HTTP in

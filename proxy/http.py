@@ -15,7 +15,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from backends.errors import BackendError
 from cache import CacheError
 from classifier import ClassifierError
-from proxy.errors import PayloadTooLarge, ProxyError, body_for, error_body
+from proxy.errors import NotCached, PayloadTooLarge, ProxyError, body_for, error_body
 from proxy.protocol import describe
 from router import RouterError
 
@@ -79,6 +79,12 @@ def _json_error(request: Request, status: int, body: dict[str, Any]) -> JSONResp
 def install_error_handlers(app: FastAPI) -> None:
     async def on_known(request: Request, exc: Exception) -> JSONResponse:
         status, body = body_for(exc)
+        if isinstance(exc, NotCached):
+            # Asking again cannot help, and the openai SDK retries a 5xx twice unless
+            # told (it reads this header): a cache-only client gets its 504 at once.
+            response = _json_error(request, status, body)
+            response.headers["x-should-retry"] = "false"
+            return response
         if status >= 500:
             log.warning("request failed: %s", exc)
         return _json_error(request, status, body)

@@ -11,7 +11,7 @@ import openai
 import pytest
 
 from backends.embedding import Embedder
-from tests.hardening.conftest import KEY_A, oai, start
+from tests.hardening.conftest import KEY_A, start
 from tests.stack import Stack
 
 QUESTION = "Which river flows through Vienna?"
@@ -60,16 +60,24 @@ def test_max_age_only_if_cached_and_age(embedder: Embedder, tmp_path: Path) -> N
                        headers={"Cache-Control": "only-if-cached"})  # fmt: skip
         assert missing.status_code == 504
         assert missing.json()["error"]["code"] == "not_cached"
+        assert missing.headers["x-should-retry"] == "false"
         assert _calls(stack) == before
         stale = chat(stack, QUESTION, headers={"Cache-Control": "only-if-cached, max-age=0"})
         assert stale.status_code == 504
-        with oai(stack) as client, pytest.raises(openai.APIStatusError) as err:
+        before = _calls(stack)
+        retrying = openai.OpenAI(base_url=stack.url + "/v1", api_key=KEY_A)  # 2 retries
+        with retrying as client, pytest.raises(openai.APIStatusError) as err:
             client.chat.completions.create(
                 model="auto",
                 messages=[{"role": "user", "content": "Which river flows through Prague?"}],
                 extra_headers={"Cache-Control": "only-if-cached"},
             )
         assert err.value.status_code == 504
+        metrics = httpx.get(stack.url + "/metrics").text
+        not_cached = [line for line in metrics.splitlines()
+                      if line.startswith("cachegate_requests_total") and 'status="504"' in line]  # fmt: skip
+        assert sum(float(line.rsplit(" ", 1)[1]) for line in not_cached) == 3  # not 3 + 2 retries
+        assert _calls(stack) == before
 
         # A max-age that is not a number of seconds is refused; unknown directives are not.
         for bad in ("max-age=abc", "max-age=-5", "max-age", "s-maxage=1.5"):
