@@ -15,6 +15,7 @@ import hashlib
 import json
 import random
 import time
+import uuid
 from collections import deque
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
@@ -131,7 +132,8 @@ def tool_call(body: dict[str, Any]) -> dict[str, Any] | None:
         return None
     arguments = json.dumps({"query": last_user_text(body)})
     return {
-        "id": "call_" + digest(name + arguments + json.dumps(messages, sort_keys=True)),
+        # Random, as models' ids are: a cache cannot count on seeing one twice.
+        "id": "call_" + uuid.uuid4().hex[:24],
         "type": "function",
         "function": {"name": name, "arguments": arguments},
     }
