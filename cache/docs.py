@@ -30,6 +30,7 @@ class Document:
     utility: float
     model_alias: str
     vector_bytes: bytes
+    example_ok: bool = True
 
     def vector(self) -> Vector:
         return np.frombuffer(self.vector_bytes, dtype=np.float32)
@@ -49,6 +50,7 @@ class Document:
             utility=float(r.utility),
             model_alias=r.model_alias,
             vector_bytes=bytes(r.vector),
+            example_ok=bool(r.example_ok),
         )
 
 

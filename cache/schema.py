@@ -35,6 +35,9 @@ cache_entries = sa.Table(
     sa.Column("delete_reason", sa.String(16), nullable=True),
     sa.Column("feedback_score", sa.Float(), nullable=True),
     sa.Column("utility", sa.Float(), nullable=False, server_default="0.5"),
+    # False for answers that depend on more than their request text (an agent step's
+    # tool results): never shown as in-context examples (migration 0007).
+    sa.Column("example_ok", sa.Boolean(), nullable=False, server_default=sa.true()),
     sa.Index("ix_cache_entries_live_category", "deleted", "category"),
     sa.Index("ix_cache_entries_live_expiry", "deleted", "expires_at"),
     sa.Index("ix_cache_entries_tenant_category", "tenant", "category"),

@@ -622,6 +622,7 @@ class SemanticCache:
                 tier=d.tier,
                 utility=d.utility,
                 model_alias=d.model_alias,
+                example_ok=d.example_ok,
             )
             for eid, sim in pairs
             if (d := docs.get(eid)) is not None

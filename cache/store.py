@@ -57,6 +57,7 @@ DOC_COLUMNS = (
     E.utility,
     E.model_alias,
     E.vector,
+    E.example_ok,
 )
 ORDER_FOR_EVICTION = {
     "lru": (sa.func.coalesce(E.last_hit_at, E.created_at), E.id),

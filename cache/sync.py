@@ -340,6 +340,7 @@ def _row(entry: NewEntry, policy: CategoryPolicy, now: float, dim: int) -> dict[
         "hit_count": 0,
         "deleted": False,
         "utility": 0.5,
+        "example_ok": entry.example_ok,
     }
 
 

@@ -54,6 +54,9 @@ class NewEntry:
     #: :attr:`SemanticCache.flushes` when the request was looked up: an answer asked
     #: before a flush that covers it is not stored (``None``: no such check).
     asked_at_flush: int | None = None
+    #: False when the answer depends on more than ``text`` (an agent step: the tool
+    #: results it answers), so it must never be shown as an in-context example.
+    example_ok: bool = True
 
     def __post_init__(self) -> None:
         if not self.category:
@@ -95,6 +98,7 @@ class Neighbour:
     tier: Tier
     utility: float
     model_alias: str
+    example_ok: bool = True  # False: routing may read it, examples may not
 
 
 @dataclass(frozen=True, slots=True)

@@ -549,8 +549,7 @@ class Pipeline:
     ) -> tuple[ExampleCandidate, ...]:
         if tier != "small" or p.pinned is not None or not neighbours or "messages" not in p.body:
             return ()
-        last = p.body["messages"][-1]
-        if isinstance(last, dict) and last.get("role") == "tool":
+        if _ends_in_tool_result(p.body):
             return ()  # an agent step answers from its tool results, not from examples
         candidates = [
             ExampleCandidate(
@@ -563,6 +562,7 @@ class Pipeline:
                 tier=n.tier,
             )
             for n in neighbours
+            if n.example_ok
         ]
         chosen = pick_examples(
             candidates,
@@ -597,5 +597,15 @@ class Pipeline:
             policy=u.policy,
             example_ids=tuple(int(e.entry_id) for e in examples),
             asked_at_flush=asked_at_flush,
+            agent_step=_ends_in_tool_result(p.body),
             flight=flight,
         )
+
+
+def _ends_in_tool_result(body: dict[str, Any]) -> bool:
+    """An agent step: its answer depends on tool results that its text does not show."""
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages:
+        return False
+    last = messages[-1]
+    return isinstance(last, dict) and last.get("role") == "tool"

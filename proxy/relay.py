@@ -40,6 +40,7 @@ class StoreIntent:
     policy: CategoryPolicy
     example_ids: tuple[int, ...] = ()
     asked_at_flush: int | None = None  # the cache's flush count at lookup (NewEntry's)
+    agent_step: bool = False  # the request ends in tool results: no example material
     # Set when this request leads a flight (cache.inflight): its storable answer is
     # shared with the equivalent requests waiting for it; any other end abandons it.
     flight: Flight | None = None
@@ -184,6 +185,7 @@ class Relay:
                 prompt_tokens=prompt,
                 completion_tokens=completion,
                 asked_at_flush=i.asked_at_flush,
+                example_ok=not i.agent_step,
             )
         except CacheError as exc:
             log.warning("answer not cached: %s", exc)

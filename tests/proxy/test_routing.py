@@ -155,3 +155,25 @@ def test_no_examples_for_an_agent_step(examples_stack: Stack) -> None:
         # The same question on its own does get the example.
         plain = ask(a, "What's the weather like in Lisbon this morning?")
         assert plain.headers["x-cachegate-examples"] == "1"
+
+
+def test_an_agent_steps_answer_is_never_an_example(examples_stack: Stack) -> None:
+    # Its answer rests on tool results its text does not show: as an example for a
+    # plain question it would teach the small model an answer without its evidence.
+    s = examples_stack
+    with oai(s, "sk-a") as a:
+        call = {"id": "call_1", "type": "function",
+                "function": {"name": "get_weather", "arguments": '{"city": "Oslo"}'}}  # fmt: skip
+        step: Any = [
+            {"role": "user", "content": "Will it snow in Oslo tomorrow?"},
+            {"role": "assistant", "content": None, "tool_calls": [call]},
+            {"role": "tool", "tool_call_id": "call_1", "content": '{"snow": "20 cm"}'},
+        ]
+        stored = a.chat.completions.with_raw_response.create(model="large", messages=step)
+        assert stored.headers["x-cachegate-backend"] == "large"
+        s.flush_writes()
+        plain = ask(a, "Is it going to snow in Oslo tomorrow?")
+        assert plain.headers["x-cachegate-backend"] == "small"
+        assert plain.headers["x-cachegate-cache"] == "miss"
+        assert "x-cachegate-examples" not in plain.headers
+        assert len(_examples_sent(s)[-1]) == 1
