@@ -116,7 +116,10 @@ async def flush(a: AdminDep, body: FlushBody) -> FlushResult:
         # The scope travels in the audit row: other replicas apply the flush too.
         scope = {"category": body.category, "tenant": body.tenant}
         audit = a.audit("cache", "flush", target, None, {"deleted": count, **scope})
-        await state.store.write(audit, now=a.now())
+        # Under the lock and marked as this replica's own: its poller must not apply the
+        # flush a second time here (deleting what was stored since).
+        async with state.lock:
+            state.own.add(await state.store.write(audit, now=a.now()))
     return FlushResult(
         count=count, dry_run=body.dry_run, category=body.category, tenant=body.tenant
     )

@@ -162,5 +162,8 @@ async def delete_tenant(a: AdminDep, tenant: Tenant) -> TenantDeleted:
         "configured_keys_revoked": len(configured),
         "request_log_rows": log_rows,
     }
-    await state.store.write(a.audit("tenant", "delete", tenant, None, counts), now=a.now())
+    async with state.lock:  # this replica's own: its poller does not apply it again
+        state.own.add(
+            await state.store.write(a.audit("tenant", "delete", tenant, None, counts), now=a.now())
+        )
     return TenantDeleted(tenant=tenant, configured_keys=_configured_keys(a, tenant), **counts)
