@@ -101,6 +101,18 @@ def _answer_head(question: str, result: str, model: str) -> str:
     return head.group(0)
 
 
+async def _ask(
+    http: aiohttp.ClientSession, url: str, body: dict[str, Any], tally: Tally
+) -> tuple[dict[str, Any], bool] | None:
+    """The answer and whether it came from the cache; ``None`` (counted) on an error."""
+    async with http.post(url + "/chat/completions", json=body) as r:
+        if r.status != 200:
+            tally.errors += 1
+            return None
+        answer: dict[str, Any] = await r.json()
+        return answer, r.headers.get("x-cachegate-cache") == "hit"
+
+
 async def session(
     http: aiohttp.ClientSession,
     url: str,
@@ -112,12 +124,10 @@ async def session(
     messages: list[dict[str, Any]] = [{"role": "user", "content": req.text}]
     body = {"model": "large", "messages": messages, "tools": TOOLS}
     tally.sessions += 1
-    async with http.post(url + "/chat/completions", json=body) as r:
-        if r.status != 200:
-            tally.errors += 1
-            return
-        first = await r.json()
-        call_hit = r.headers.get("x-cachegate-cache") == "hit"
+    answered = await _ask(http, url, body, tally)
+    if answered is None:
+        return
+    first, call_hit = answered
     message = first["choices"][0]["message"]
     (call,) = message["tool_calls"]
     query = json.loads(call["function"]["arguments"])["query"]
@@ -132,12 +142,10 @@ async def session(
         {"role": "assistant", "content": None, "tool_calls": message["tool_calls"]},
         {"role": "tool", "tool_call_id": call["id"], "content": result},
     ]
-    async with http.post(url + "/chat/completions", json=body) as r:
-        if r.status != 200:
-            tally.errors += 1
-            return
-        second = await r.json()
-        step_hit = r.headers.get("x-cachegate-cache") == "hit"
+    answered = await _ask(http, url, body, tally)
+    if answered is None:
+        return
+    second, step_hit = answered
     if step_hit:
         tally.step_hits += 1
         served = HEAD.match(second["choices"][0]["message"]["content"])

@@ -155,6 +155,16 @@ class Stack:
 
         self.call(flush)
 
+    def apply_admin_feed(self) -> None:
+        """Applies the admin change feed now, as the admin poller does every 0.25 s."""
+
+        async def sync(s: Services) -> None:
+            assert s.admin is not None, "the admin API is not running"
+            async with s.admin.lock:
+                await s.admin.sync()
+
+        self.call(sync)
+
     def set_faults(self, tier: str, **faults: Any) -> None:
         r = httpx.post(f"{self.sim_url(tier)}/sim/config", json=faults, timeout=5)
         r.raise_for_status()

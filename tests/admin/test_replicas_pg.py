@@ -13,7 +13,6 @@ import httpx
 import pytest
 
 from backends.embedding import Embedder
-from proxy.services import Services
 from tests.admin.conftest import CLIENT_KEY, admin, ask, oai, start
 from tests.admin.test_categories import LEGAL, PROBE
 from tests.pg import PgServer
@@ -88,13 +87,6 @@ def test_changes_reach_the_other_replica_within_a_second(
         three.stop()
 
 
-async def _apply_feed(s: Services) -> None:
-    """What the replica's poller does every 0.25 s, now."""
-    assert s.admin is not None
-    async with s.admin.lock:
-        await s.admin.sync()
-
-
 def test_a_flush_covers_answers_in_flight_on_the_other_replica(
     embedder: Embedder, pg_server: PgServer
 ) -> None:
@@ -112,7 +104,7 @@ def test_a_flush_covers_answers_in_flight_on_the_other_replica(
         with admin(one) as a1:
             r = a1.post("/cache/flush", json={"tenant": "a"})
             assert r.status_code == 200, r.text
-        two.call(_apply_feed)
+        two.apply_admin_feed()
         for tier in ("small", "large"):
             two.set_faults(tier, hold=False)
         asking.join(30)

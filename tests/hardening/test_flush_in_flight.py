@@ -9,7 +9,6 @@ from pathlib import Path
 import httpx
 
 from backends.embedding import Embedder
-from proxy.services import Services
 from tests.hardening.conftest import KEY_A, KEY_B, admin, chat, start
 from tests.stack import Stack, wait_until
 
@@ -53,13 +52,6 @@ def test_answer_in_flight_during_a_flush_is_not_stored(embedder: Embedder, tmp_p
         stack.stop()
 
 
-async def _apply_feed(s: Services) -> None:
-    """What the replica's admin poller does every 0.25 s, now."""
-    assert s.admin is not None
-    async with s.admin.lock:
-        await s.admin.sync()
-
-
 def test_a_replica_does_not_apply_its_own_flush_twice(embedder: Embedder, tmp_path: Path) -> None:
     # Other replicas apply a flush from the change feed; the one that made it must not,
     # or it deletes what was stored since (its poller runs up to 0.25 s later).
@@ -70,7 +62,7 @@ def test_a_replica_does_not_apply_its_own_flush_twice(embedder: Embedder, tmp_pa
             assert a.delete("/tenants/b").status_code == 200
         assert chat(stack, QUESTION).headers["x-cachegate-cache"] == "miss"
         stack.flush_writes()
-        stack.call(_apply_feed)
+        stack.apply_admin_feed()
         stack.flush_writes()
         assert chat(stack, QUESTION).headers["x-cachegate-cache"] == "hit"
     finally:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -134,6 +135,17 @@ def test_examples_never_from_bad_feedback(examples_stack: Stack) -> None:
         assert len(_examples_sent(s)[-1]) == 1
 
 
+def _agent_step(question: str, result: str) -> Any:
+    """A conversation that ends in the result of the weather call the question led to."""
+    call = {"id": "call_1", "type": "function",
+            "function": {"name": "get_weather", "arguments": json.dumps({"q": question})}}  # fmt: skip
+    return [
+        {"role": "user", "content": question},
+        {"role": "assistant", "content": None, "tool_calls": [call]},
+        {"role": "tool", "tool_call_id": "call_1", "content": result},
+    ]
+
+
 def test_no_examples_for_an_agent_step(examples_stack: Stack) -> None:
     # The step answers from its tool results; an example answered from other results
     # (or from none) could only mislead the small model.
@@ -141,13 +153,7 @@ def test_no_examples_for_an_agent_step(examples_stack: Stack) -> None:
     with oai(s, "sk-a") as a:
         ask(a, "What's the weather like in Lisbon today?", model="large")
         s.flush_writes()
-        call = {"id": "call_1", "type": "function",
-                "function": {"name": "get_weather", "arguments": '{"city": "Lisbon"}'}}  # fmt: skip
-        messages: Any = [
-            {"role": "user", "content": "What's the weather like in Lisbon today?"},
-            {"role": "assistant", "content": None, "tool_calls": [call]},
-            {"role": "tool", "tool_call_id": "call_1", "content": '{"sky": "rain"}'},
-        ]
+        messages = _agent_step("What's the weather like in Lisbon today?", '{"sky": "rain"}')
         r = a.chat.completions.with_raw_response.create(model="auto", messages=messages)
         assert r.headers["x-cachegate-backend"] == "small"
         assert "x-cachegate-examples" not in r.headers
@@ -162,13 +168,7 @@ def test_an_agent_steps_answer_is_never_an_example(examples_stack: Stack) -> Non
     # plain question it would teach the small model an answer without its evidence.
     s = examples_stack
     with oai(s, "sk-a") as a:
-        call = {"id": "call_1", "type": "function",
-                "function": {"name": "get_weather", "arguments": '{"city": "Oslo"}'}}  # fmt: skip
-        step: Any = [
-            {"role": "user", "content": "Will it snow in Oslo tomorrow?"},
-            {"role": "assistant", "content": None, "tool_calls": [call]},
-            {"role": "tool", "tool_call_id": "call_1", "content": '{"snow": "20 cm"}'},
-        ]
+        step = _agent_step("Will it snow in Oslo tomorrow?", '{"snow": "20 cm"}')
         stored = a.chat.completions.with_raw_response.create(model="large", messages=step)
         assert stored.headers["x-cachegate-backend"] == "large"
         s.flush_writes()
