@@ -481,6 +481,7 @@ def _info(r: sa.Row[Any]) -> EntryInfo:
         hit_count=r.hit_count,
         feedback_score=r.feedback_score,
         utility=r.utility,
+        example_ok=bool(r.example_ok),
     )
 
 

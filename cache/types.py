@@ -136,6 +136,7 @@ class EntryInfo:
     hit_count: int
     feedback_score: float | None
     utility: float
+    example_ok: bool = True  # may be shown as an in-context example (not an agent step)
 
 
 @dataclass(frozen=True, slots=True)

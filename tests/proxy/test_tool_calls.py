@@ -15,7 +15,7 @@ import openai
 import pytest
 
 from backends.embedding import Embedder
-from tests.hardening.conftest import Cfg, chat, oai, start
+from tests.hardening.conftest import Cfg, admin, chat, oai, start
 from tests.stack import Stack
 
 TOOLS: list[Any] = [
@@ -263,6 +263,10 @@ def test_agent_loop_steps_are_cached_across_sessions(embedder: Embedder, tmp_pat
         step = _post(client, _step(question, "call_backend_1", result))
         assert step.headers["x-cachegate-cache"] == "miss"
         stack.flush_writes()
+        # The step's answer rests on its tool result: never shown as an example.
+        with admin(stack) as a:
+            listed = a.get("/cache/entries", params={"q": "Lisbon"}).json()["data"]
+        assert sorted(e["example_ok"] for e in listed) == [False, True]
 
         # Session 2: the call is replayed with a fresh id, and the step that answers it
         # with the same result is a hit, whatever that id.
