@@ -94,11 +94,12 @@ def test_a_flush_covers_answers_in_flight_on_the_other_replica(
     one = start(embedder, url)
     two = start(embedder, url)
     question = "Which river flows through Vienna?"
+    client = oai(two)
     try:
         for tier in ("small", "large"):
             two.set_faults(tier, hold=True)
         answers: list[Any] = []
-        asking = threading.Thread(target=lambda: answers.append(ask(oai(two), question)))
+        asking = threading.Thread(target=lambda: answers.append(ask(client, question)))
         asking.start()
         assert wait_until(lambda: len(two.received("small")) + len(two.received("large")) == 1)
         with admin(one) as a1:
@@ -111,9 +112,9 @@ def test_a_flush_covers_answers_in_flight_on_the_other_replica(
         assert answers[0].headers["x-cachegate-cache"] == "miss"
         two.flush_writes()
         # The answer arrived on replica two after replica one's flush: not stored.
-        assert ask(oai(two), question).headers["x-cachegate-cache"] == "miss"
+        assert ask(client, question).headers["x-cachegate-cache"] == "miss"
         two.flush_writes()
-        assert ask(oai(two), question).headers["x-cachegate-cache"] == "hit"
+        assert ask(client, question).headers["x-cachegate-cache"] == "hit"
         # The flush is not written to the audit trail twice.
         with admin(two) as a2:
             actions = [
@@ -121,5 +122,6 @@ def test_a_flush_covers_answers_in_flight_on_the_other_replica(
             ]
         assert actions == ["flush"]
     finally:
+        client.close()
         one.stop()
         two.stop()
