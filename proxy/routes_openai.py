@@ -102,6 +102,21 @@ async def embeddings(request: Request) -> Response:
     )
 
 
+@router.api_route("/v1/responses", methods=["GET", "POST"], include_in_schema=False)
+@router.api_route("/v1/responses/{rest:path}", methods=["GET", "POST", "DELETE"],
+                  include_in_schema=False)  # fmt: skip
+async def responses_api(request: Request) -> Response:
+    """Not served: a clear 404 naming what to use instead, not a bare "Not Found" (the
+    OpenAI Agents SDK calls the Responses API by default)."""
+    raise NotFound(
+        "cachegate serves /v1/chat/completions, /v1/completions and /v1/embeddings; the "
+        "Responses API (/v1/responses) is not proxied. With the OpenAI Agents SDK, use "
+        'chat completions: set_default_openai_api("chat_completions") or '
+        "OpenAIChatCompletionsModel.",
+        code="unsupported_endpoint",
+    )
+
+
 @router.get("/v1/models")
 async def models(request: Request) -> Response:
     s = services(request)

@@ -197,6 +197,15 @@ def test_unknown_route_is_json_404(stack: Stack) -> None:
     assert r.headers["x-request-id"]
 
 
+def test_responses_api_is_refused_with_what_to_use_instead(stack: Stack) -> None:
+    client = openai.OpenAI(base_url=stack.url + "/v1", api_key="x", max_retries=0)
+    with client, pytest.raises(openai.NotFoundError) as err:
+        client.responses.create(model="auto", input="What is a semantic cache?")
+    body = err.value.body
+    assert isinstance(body, dict) and body["code"] == "unsupported_endpoint"
+    assert "/v1/chat/completions" in body["message"] and "chat_completions" in body["message"]
+
+
 def test_oversize_body_is_413(embedder: object) -> None:
     def small_limit(cfg: dict[str, object]) -> None:
         cfg["server"] = {**cfg["server"], "max_body_bytes": 2048}  # type: ignore[dict-item]
