@@ -14,6 +14,7 @@ that cannot reach the store are dropped and counted. Admin calls raise
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import math
@@ -129,6 +130,7 @@ class SemanticCache:
         #: tenant): an answer to a request looked up before a flush that covers it
         #: (a request in flight during the flush) is not stored after it.
         self.flushes = 0
+        self.flush_drain_s = 5.0  # longest wait for the writer's batch under way
         self._flush_marks: deque[tuple[int, str | None, str | None]] = deque(maxlen=1024)
 
     @classmethod
@@ -525,11 +527,14 @@ class SemanticCache:
         """Queues ``entry`` for the background writer; ``False`` when it was dropped
         (policy disabled, queue full, cache closing)."""
         self._vector(entry.vector)
-        if not policy.enabled or not self.serving or self._flushed_since(entry):
+        if not policy.enabled or not self.serving or self.covered_by_flush(entry):
             return False
         return self.bg.enqueue(entry, policy, self.clock())
 
-    def _flushed_since(self, entry: NewEntry) -> bool:
+    def covered_by_flush(self, entry: NewEntry) -> bool:
+        """Whether a flush made on this replica after ``entry``'s request was looked up
+        covers its tenant and category: then it is not stored (checked at submit and
+        again by the writer, just before the insert)."""
         asked = entry.asked_at_flush
         if asked is None or asked >= self.flushes:
             return False
@@ -662,7 +667,12 @@ class SemanticCache:
         # that the delete below removes them too.
         self.flushes += 1
         self._flush_marks.append((self.flushes, category, tenant))
-        await self.bg.drain()
+        with contextlib.suppress(TimeoutError):
+            # Only a batch whose insert is already under way can still land; the writer
+            # drops the covered entries it has not inserted. Bounded: with the store
+            # unreachable each batch takes its connect timeout, and the delete below
+            # then fails (503) anyway.
+            await asyncio.wait_for(self.bg.drain(), self.flush_drain_s)
         ids = await self.store.mark_deleted(where, "flush", self.clock())
         await self.forget(ids, None)
         return len(ids)

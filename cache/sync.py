@@ -169,20 +169,22 @@ class Background:
     async def _write(self, batch: list[_Item]) -> dict[str, list[int]]:
         """Stores a batch and adds it to memory; returns the new ids by category."""
         cache = self.cache
-        rows: list[dict[str, Any]] = []
+        pairs: list[tuple[NewEntry, dict[str, Any]]] = []
         for entry, policy, now in batch:
             try:
-                rows.append(_row(entry, policy, now, cache.dim))
+                pairs.append((entry, _row(entry, policy, now, cache.dim)))
             except (TypeError, ValueError) as exc:  # a response json cannot encode
                 log.error("cache entry dropped, response not JSON-serialisable: %s", exc)
                 self.dropped_store += 1
                 continue
             self.policies[entry.category] = policy
-        if not rows:
-            return {}
         # Under the poll lock: a delete of these ids arriving from the feed (another
-        # replica acting on them) cannot be applied before they are in memory.
+        # replica acting on them) cannot be applied before they are in memory. A flush
+        # made since an entry was asked drops it here, just before the insert.
         async with self.poll_lock:
+            rows = [row for entry, row in pairs if not cache.covered_by_flush(entry)]
+            if not rows:
+                return {}
             return await self._insert_and_apply(rows)
 
     async def _insert_and_apply(self, rows: list[dict[str, Any]]) -> dict[str, list[int]]:

@@ -235,3 +235,23 @@ async def test_answer_asked_before_a_covering_flush_is_not_stored(
     for _ in range(1100):
         await cache.flush_entries(tenant="nobody")
     assert not asked("Write a Zig hello world", "code", before)
+
+
+async def test_a_flush_does_not_wait_long_for_a_stuck_writer(
+    cache: SemanticCache, embed: Embed
+) -> None:
+    # A store that hangs holds the writer's batch: the flush waits a bounded time, and
+    # the entries it covers are dropped by the writer, not inserted after it.
+    cache.flush_drain_s = 0.2
+    await cache.bg.poll_lock.acquire()
+    try:
+        asked = cache.flushes
+        for t in ("Write a Rust hello world", "Write a Go hello world"):
+            e = entry(t, embed(t), category="code")
+            assert cache.submit(dataclasses.replace(e, asked_at_flush=asked), POLICY)
+        await asyncio.sleep(0.05)  # the writer has taken its batch and waits
+        assert await asyncio.wait_for(cache.flush_entries(category="code"), 3) == 0
+    finally:
+        cache.bg.poll_lock.release()
+    await cache.flush()
+    assert await cache.list_entries(category="code") == []
