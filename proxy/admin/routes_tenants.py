@@ -145,7 +145,7 @@ async def delete_tenant(a: AdminDep, tenant: Tenant) -> TenantDeleted:
         await state.reload({"key"})
     flushed = 0
     if a.services.cache is not None:
-        await a.services.cache.flush()  # answers still queued for writing go too
+        # Covers answers still queued for writing and requests in flight too.
         flushed = await a.services.cache.flush_entries(tenant=tenant)
     log_rows = await _log(a).delete_tenant(tenant)
     subjects: list[Subject] = [("tenant", tenant), *(("key", k) for k in key_ids)]
