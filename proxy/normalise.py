@@ -119,6 +119,16 @@ def question_index(messages: list[Any]) -> int | None:
     return None
 
 
+def agent_step(body: Mapping[str, Any]) -> bool:
+    """Whether a chat asks its latest user turn again after tool calls and their results:
+    its answer rests on those results, which its text does not show."""
+    messages = body.get("messages")
+    if not isinstance(messages, list):
+        return False
+    asked = question_index(messages)
+    return asked is not None and asked < len(messages) - 1
+
+
 def question(body: Mapping[str, Any]) -> tuple[str, tuple[str, ...]]:
     """The cacheable text and the earlier user turns (chat or completion body)."""
     if "messages" not in body:

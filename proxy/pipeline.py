@@ -34,7 +34,13 @@ from proxy.auth import Principal
 from proxy.errors import InvalidRequest, NotCached, NotFound
 from proxy.feedback import ResponseRecord
 from proxy.judging import example_utility, judge_small_answer
-from proxy.normalise import fingerprint, has_non_text_parts, question, question_index
+from proxy.normalise import (
+    agent_step,
+    fingerprint,
+    has_non_text_parts,
+    question,
+    question_index,
+)
 from proxy.protocol import ChatCompletionRequest, CompletionRequest, validate
 from proxy.relay import Relay, StoreIntent
 from proxy.request_log import account
@@ -549,7 +555,7 @@ class Pipeline:
     ) -> tuple[ExampleCandidate, ...]:
         if tier != "small" or p.pinned is not None or not neighbours or "messages" not in p.body:
             return ()
-        if _ends_in_tool_result(p.body):
+        if agent_step(p.body):
             return ()  # an agent step answers from its tool results, not from examples
         candidates = [
             ExampleCandidate(
@@ -597,15 +603,6 @@ class Pipeline:
             policy=u.policy,
             example_ids=tuple(int(e.entry_id) for e in examples),
             asked_at_flush=asked_at_flush,
-            agent_step=_ends_in_tool_result(p.body),
+            agent_step=agent_step(p.body),
             flight=flight,
         )
-
-
-def _ends_in_tool_result(body: dict[str, Any]) -> bool:
-    """An agent step: its answer depends on tool results that its text does not show."""
-    messages = body.get("messages")
-    if not isinstance(messages, list) or not messages:
-        return False
-    last = messages[-1]
-    return isinstance(last, dict) and last.get("role") == "tool"
