@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass, field
 from typing import Literal
@@ -77,7 +78,8 @@ class CacheControl:
         for name in ("s-maxage", "max-age"):
             if name in directives:
                 raw = directives[name] or ""
-                if not raw.isdigit() or len(raw) > 12:
+                # ASCII digits only: str.isdigit() accepts "²", which int() refuses.
+                if not re.fullmatch(r"[0-9]{1,12}", raw):
                     raise InvalidRequest(
                         f"Cache-Control {name} must be a whole number of seconds, got {raw!r}",
                         param="cache-control",

@@ -17,7 +17,7 @@ from tests.stack import Stack
 QUESTION = "Which river flows through Vienna?"
 
 
-def chat(stack: Stack, text: str, headers: dict[str, str] | None = None) -> httpx.Response:
+def chat(stack: Stack, text: str, headers: dict[str, str | bytes] | None = None) -> httpx.Response:
     body = {"model": "auto", "messages": [{"role": "user", "content": text}]}
     sent = {"Authorization": f"Bearer {KEY_A}", **(headers or {})}
     return httpx.post(stack.url + "/v1/chat/completions", json=body, headers=sent, timeout=30)
@@ -80,7 +80,7 @@ def test_max_age_only_if_cached_and_age(embedder: Embedder, tmp_path: Path) -> N
         assert _calls(stack) == before
 
         # A max-age that is not a number of seconds is refused; unknown directives are not.
-        for bad in ("max-age=abc", "max-age=-5", "max-age", "s-maxage=1.5"):
+        for bad in ("max-age=abc", "max-age=-5", "max-age", "s-maxage=1.5", b"max-age=\xb2"):
             r = chat(stack, QUESTION, headers={"Cache-Control": bad})
             assert r.status_code == 400, bad
             assert r.json()["error"]["code"] == "invalid_cache_control"
