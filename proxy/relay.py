@@ -98,8 +98,7 @@ class Relay:
         body = self.pr.reply.json or {}
         record_usage(self.s, self.pr.backend, body)
         self._outcome("ok")
-        chat = self.trace.endpoint == "chat"
-        if storable(body, chat, tool_calls=self.intent.policy.cache_tool_calls):
+        if self._storable(body):
             self._share(body)
             self._store(body)
         else:
@@ -136,8 +135,9 @@ class Relay:
             # Runs on client disconnect too (the generator is closed): the backend
             # request is cancelled and nothing partial is stored or shared. Followers
             # are released first, before anything here can fail or wait.
-            if acc.complete and (self.intent.policy.cache_tool_calls or not acc.has_tool_calls):
-                answer = acc.body()
+            whole = acc.body() if acc.complete else None
+            if whole is not None and self._storable(whole):
+                answer = whole
                 self._share(answer)
             else:
                 self._abandon()
@@ -150,6 +150,11 @@ class Relay:
         self._log(acc.id)
         finish(self.s, self.trace, status)
         yield DONE_EVENT
+
+    def _storable(self, body: dict[str, Any]) -> bool:
+        """The one rule for JSON answers and assembled streams alike."""
+        chat = self.trace.endpoint == "chat"
+        return storable(body, chat, tool_calls=self.intent.policy.cache_tool_calls)
 
     def _share(self, body: dict[str, Any]) -> None:
         flight = self.intent.flight

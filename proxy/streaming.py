@@ -197,10 +197,6 @@ class StreamAccumulator:
         return c.finish_reason in ("tool_calls", "stop") and tool_calls_ok(calls)
 
     @property
-    def has_tool_calls(self) -> bool:
-        return any(c.tool_calls for c in self.choices.values())
-
-    @property
     def text(self) -> str:
         return repair_text("".join(self.choices[0].parts)) if 0 in self.choices else ""
 
