@@ -662,9 +662,8 @@ class SemanticCache:
         where = _filter(category, tenant, None)
         if dry_run:
             return await self.store.count(where)
-        # Requests in flight now do not store their answers (submit), and answers
-        # accepted before but still in the write-behind queue are written first, so
-        # that the delete below removes them too.
+        # The mark makes answers to requests looked up before now not stored: refused at
+        # submit, or dropped by the writer if already queued.
         self.flushes += 1
         self._flush_marks.append((self.flushes, category, tenant))
         with contextlib.suppress(TimeoutError):
