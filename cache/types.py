@@ -54,8 +54,8 @@ class NewEntry:
     #: :attr:`SemanticCache.flushes` when the request was looked up: an answer asked
     #: before a flush that covers it is not stored (``None``: no such check).
     asked_at_flush: int | None = None
-    #: False when the answer depends on more than ``text`` (an agent step: the tool
-    #: results it answers), so it must never be shown as an in-context example.
+    #: False when the answer depends on more than ``text`` (earlier turns of a
+    #: follow-up, the tool results of an agent step), so it must never be shown as an in-context example.
     example_ok: bool = True
 
     def __post_init__(self) -> None:
@@ -136,7 +136,7 @@ class EntryInfo:
     hit_count: int
     feedback_score: float | None
     utility: float
-    example_ok: bool = True  # may be shown as an in-context example (not an agent step)
+    example_ok: bool = True  # may be an in-context example (its question stands alone)
 
 
 @dataclass(frozen=True, slots=True)

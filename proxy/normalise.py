@@ -129,6 +129,26 @@ def agent_step(body: Mapping[str, Any]) -> bool:
     return asked is not None and asked < len(messages) - 1
 
 
+_CONVERSATION_ROLES = frozenset({"user", "assistant", "tool", "function"})
+
+
+def stands_alone(body: Mapping[str, Any]) -> bool:
+    """Whether the question's answer reads right with only the question beside it: no
+    earlier user or assistant turn, no tool results after it. A follow-up ("and in
+    Python?") or an agent step shown as an in-context example would teach the small
+    model an answer whose premise the example does not show. System and developer
+    prompts do not count: they shape the wording, not what is asked."""
+    messages = body.get("messages")
+    if not isinstance(messages, list):
+        return True  # a completion prompt is all there is
+    asked = question_index(messages)
+    if asked is None or asked < len(messages) - 1:
+        return False
+    return not any(
+        isinstance(m, dict) and m.get("role") in _CONVERSATION_ROLES for m in messages[:asked]
+    )
+
+
 def question(body: Mapping[str, Any]) -> tuple[str, tuple[str, ...]]:
     """The cacheable text and the earlier user turns (chat or completion body)."""
     if "messages" not in body:

@@ -40,6 +40,7 @@ from proxy.normalise import (
     has_non_text_parts,
     question,
     question_index,
+    stands_alone,
 )
 from proxy.protocol import ChatCompletionRequest, CompletionRequest, validate
 from proxy.relay import Relay, StoreIntent
@@ -603,6 +604,6 @@ class Pipeline:
             policy=u.policy,
             example_ids=tuple(int(e.entry_id) for e in examples),
             asked_at_flush=asked_at_flush,
-            agent_step=agent_step(p.body),
+            example_ok=stands_alone(p.body),
             flight=flight,
         )

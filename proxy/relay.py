@@ -40,7 +40,9 @@ class StoreIntent:
     policy: CategoryPolicy
     example_ids: tuple[int, ...] = ()
     asked_at_flush: int | None = None  # the cache's flush count at lookup (NewEntry's)
-    agent_step: bool = False  # the request ends in tool results: no example material
+    # False for a follow-up or an agent step: its answer needs turns the question lacks,
+    # so it is never shown as an in-context example (proxy.normalise.stands_alone).
+    example_ok: bool = True
     # Set when this request leads a flight (cache.inflight): its storable answer is
     # shared with the equivalent requests waiting for it; any other end abandons it.
     flight: Flight | None = None
@@ -190,7 +192,7 @@ class Relay:
                 prompt_tokens=prompt,
                 completion_tokens=completion,
                 asked_at_flush=i.asked_at_flush,
-                example_ok=not i.agent_step,
+                example_ok=i.example_ok,
             )
         except CacheError as exc:
             log.warning("answer not cached: %s", exc)

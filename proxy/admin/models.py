@@ -228,7 +228,7 @@ class EntryView(BaseModel):
     hit_count: int
     feedback_score: float | None
     utility: float
-    example_ok: bool  # false: an agent step's answer, never an in-context example
+    example_ok: bool  # false: a follow-up or agent step, never an in-context example
 
 
 class EntryPage(BaseModel):

@@ -177,3 +177,32 @@ def test_an_agent_steps_answer_is_never_an_example(examples_stack: Stack) -> Non
         assert plain.headers["x-cachegate-cache"] == "miss"
         assert "x-cachegate-examples" not in plain.headers
         assert len(_examples_sent(s)[-1]) == 1
+
+
+def test_a_follow_ups_answer_is_never_an_example(examples_stack: Stack) -> None:
+    # "And in Python?" answered in its conversation reads as an answer to a question it
+    # does not show: as an example it would teach the small model a wrong premise.
+    s = examples_stack
+    with oai(s, "sk-a") as a:
+        follow_up = [
+            {"role": "user", "content": "How do I sort a list in JavaScript?"},
+            {"role": "assistant", "content": "Use array.sort((a, b) => a - b)."},
+            {"role": "user", "content": "How do I sort a list in Python?"},
+        ]
+        stored = a.chat.completions.with_raw_response.create(model="large", messages=follow_up)
+        assert stored.headers["x-cachegate-backend"] == "large"
+        s.flush_writes()
+        plain = ask(a, "How do I sort a list in Python?")
+        assert plain.headers["x-cachegate-backend"] == "small"
+        assert plain.headers["x-cachegate-cache"] == "miss"  # another conversation's answer
+        assert "x-cachegate-examples" not in plain.headers
+        # The same question asked on its own, behind a system prompt, is example material.
+        alone = [
+            {"role": "system", "content": "You are terse."},
+            {"role": "user", "content": "How do I sort a list in Python?"},
+        ]
+        a.chat.completions.with_raw_response.create(model="large", messages=alone)
+        s.flush_writes()
+        again = ask(a, "How do I sort a list of tuples in Python?")
+        assert again.headers["x-cachegate-cache"] == "miss"
+        assert again.headers["x-cachegate-examples"] == "1"
