@@ -21,7 +21,7 @@ import json
 import logging
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
@@ -44,6 +44,9 @@ R = request_log.c
 BATCH = 256
 WRITE_EVERY_S = 0.25
 SWEEP_EVERY_S = 60.0
+# How long a deleted tenant's mark is kept: a request of theirs still running after this
+# long (a stream over an hour) is logged. Marks are few (one per deletion) and small.
+FORGET_FOR_S = 3600.0
 
 
 @dataclass(frozen=True)
@@ -59,6 +62,14 @@ class LogRow:
     prompt_tokens: int
     completion_tokens: int
     response_id: str | None
+    # When the request arrived (time.perf_counter): not a column; a row of a request that
+    # arrived before its tenant was deleted is dropped (RequestLog.forget).
+    started: float = field(default_factory=time.perf_counter, compare=False)
+
+    def columns(self) -> dict[str, Any]:
+        row = asdict(self)
+        del row["started"]
+        return row
 
 
 class RequestLog:
@@ -79,14 +90,30 @@ class RequestLog:
         self.written = 0
         self.drops = Counter(
             "cachegate_request_log_drops",
-            "Request log rows not stored: queue full or store unreachable.",
+            "Request log rows not stored: queue full, store unreachable, or tenant deleted.",
             ["reason"],
             registry=registry,
         )
         self._last_sweep = 0.0
         self.store_ok = True
+        self._forgotten: dict[str, float] = {}  # tenant -> perf_counter() at its deletion
+
+    def forget(self, tenant: str) -> None:
+        """Rows of ``tenant``'s requests that arrived before now are dropped from here on:
+        a request in flight when its tenant is deleted finishes after the rows were
+        deleted, and must not write its row back."""
+        now = time.perf_counter()
+        self._forgotten = {t: at for t, at in self._forgotten.items() if now - at < FORGET_FOR_S}
+        self._forgotten[tenant] = now
+
+    def _forgets(self, row: LogRow) -> bool:
+        mark = self._forgotten.get(row.tenant)
+        return mark is not None and row.started <= mark
 
     def add(self, row: LogRow) -> bool:
+        if self._forgets(row):
+            self.drops.labels("tenant_deleted").inc()
+            return False
         try:
             self.queue.put_nowait(row)
         except asyncio.QueueFull:
@@ -115,14 +142,18 @@ class RequestLog:
                     log.warning("request log sweep failed: %s", exc)
 
     async def _write(self, rows: list[LogRow]) -> None:
+        kept = [r for r in rows if not self._forgets(r)]  # queued before a deletion
+        if len(kept) < len(rows):
+            self.drops.labels("tenant_deleted").inc(len(rows) - len(kept))
         try:
-            await self.store.insert_log(asdict(r) for r in rows)
-            self.written += len(rows)
+            if kept:
+                await self.store.insert_log(r.columns() for r in kept)
+            self.written += len(kept)
             self.store_ok = True
         except Unavailable as exc:
             self.store_ok = False
-            self.drops.labels("store_error").inc(len(rows))
-            log.warning("%d request log rows dropped: %s", len(rows), exc)
+            self.drops.labels("store_error").inc(len(kept))
+            log.warning("%d request log rows dropped: %s", len(kept), exc)
         finally:
             for _ in rows:
                 self.queue.task_done()
@@ -185,6 +216,9 @@ class RequestLog:
             return [dict(r._mapping) for r in await conn.execute(stmt)]
 
     async def delete_tenant(self, tenant: str) -> int:
+        """Deletes ``tenant``'s rows, queued and stored, and those its requests in flight
+        would write when they finish."""
+        self.forget(tenant)
         await self.flush()
         async with self.store.begin() as conn:
             result = await conn.execute(sa.delete(request_log).where(R.tenant == tenant))
@@ -255,6 +289,7 @@ def account(
                     # The backend's id: one longer than the column (a malformed backend)
                     # would fail the whole batch on PostgreSQL; such an id is not kept.
                     response_id=rid if isinstance(rid, str) and len(rid) <= ID_CHARS else None,
+                    started=trace.started,
                 )
             )
 

@@ -180,6 +180,24 @@ class AdminState:
                 continue
             log.info("applied flush %d (%s) here: %d more entries", op.id, op.target, count)
 
+    async def replay_tenant_deletions(self, ops: Sequence[AuditEntry]) -> None:
+        """Another replica's tenant deletion, for this replica's request log: rows it
+        wrote since (a poll interval at most) are deleted, and rows of the tenant's
+        requests still in flight here are not written when they finish."""
+        log_ = self.s.request_log
+        if log_ is None:
+            return
+        for op in ops:
+            if op.kind != "tenant" or op.action != "delete":
+                continue
+            try:
+                count = await log_.delete_tenant(op.target)
+            except Unavailable as exc:
+                log_.forget(op.target)  # the rows in flight at least
+                log.warning("could not delete tenant %s's log rows here: %s", op.target, exc)
+                continue
+            log.info("applied tenant deletion %d here: %d more log rows", op.id, count)
+
     # -- the change feed ----------------------------------------------------------------
     async def sync(self) -> int:
         """Applies other replicas' changes since the last call; returns how many."""
@@ -190,6 +208,7 @@ class AdminState:
         await self.reload({c.kind for c in theirs})
         await self.replay_categories([c for c in theirs if c.kind == "category"])
         await self.replay_flushes(theirs)
+        await self.replay_tenant_deletions(theirs)
         self.last_seq = changes[-1].id
         self.own = {i for i in self.own if i > self.last_seq}
         return len(theirs)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ from proxy.cli import main as cli
 from proxy.services import Services
 from router import read_records
 from tests.hardening.conftest import ADMIN_KEY, KEY_A, KEY_B, Cfg, admin, chat, start
-from tests.stack import Stack
+from tests.stack import Stack, wait_until
 
 
 def _privacy(cfg: Cfg) -> None:
@@ -162,3 +163,44 @@ def test_logs_never_show_keys_or_prompts(
     assert "cachegate ready" in text and "backend answered HTTP 500" in text  # captured
     for secret in (KEY_A, ADMIN_KEY, "sk-wrong-key-999", "zebra-quartz-7781"):
         assert secret not in text
+
+
+def _ask_held(stack: Stack, key: str, out: list[Any]) -> threading.Thread:
+    thread = threading.Thread(target=lambda: out.append(chat(stack, "Held question?", key=key)))
+    thread.start()
+    return thread
+
+
+def test_requests_in_flight_when_a_tenant_is_deleted_leave_no_log_row(
+    embedder: Embedder, tmp_path: Path
+) -> None:
+    # A request admitted before the deletion finishes after its rows were deleted: its
+    # row must not be written back, on this replica or on one that learns of it from
+    # the change feed.
+    db = tmp_path / "two.db"
+    here, there = start(embedder, db, _privacy), start(embedder, db, _privacy)
+    try:
+        for s in (here, there):
+            s.set_faults("small", hold=True)
+        answers: list[Any] = []
+        threads = [_ask_held(s, key, answers) for s in (here, there) for key in (KEY_A, KEY_B)]
+        assert wait_until(lambda: len(here.received("small")) + len(there.received("small")) == 4)
+        with admin(here) as adm:
+            assert adm.delete("/tenants/a").status_code == 200
+        there.apply_admin_feed()
+        for s in (here, there):
+            s.set_faults("small", hold=False)
+        for t in threads:
+            t.join(30)
+        assert [a.status_code for a in answers] == [200] * 4  # admitted: answered
+        assert _log_rows(here, "a") == [] and _log_rows(there, "a") == []
+        assert len(_log_rows(here, "b")) == 2  # the other tenant's rows are kept
+        # A tenant of the same name created later logs again.
+        with admin(here) as adm:
+            key = adm.post("/keys", json={"tenant": "a", "name": "new"}).json()["key"]
+        there.apply_admin_feed()
+        assert chat(there, "Asked after the deletion?", key=key).status_code == 200
+        assert len(_log_rows(there, "a")) == 1
+    finally:
+        here.stop()
+        there.stop()
