@@ -88,6 +88,12 @@ class BatchingEmbedder:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._pool, self.embedder.embed_batch, list(texts))
 
+    async def count_tokens(self, texts: Sequence[str]) -> int:
+        """Tokens the model reads for ``texts``, counted off the event loop."""
+        count = self.embedder.count_tokens
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._pool, lambda: sum(count(t) for t in texts))
+
     async def _run(self) -> None:
         assert self._queue is not None
         loop = asyncio.get_running_loop()

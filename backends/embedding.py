@@ -41,6 +41,11 @@ class Embedder(Protocol):
         """Return an ``(len(texts), dim)`` float32 matrix of unit vectors."""
         ...
 
+    def count_tokens(self, text: str) -> int:
+        """The tokens of ``text`` the model reads (after the length cap, without the
+        model's own markers): ``usage.prompt_tokens`` of ``/v1/embeddings``."""
+        ...
+
 
 def _package_dir(module: str) -> Path:
     spec = importlib.util.find_spec(module)
@@ -143,7 +148,8 @@ class OnnxEmbedder:
         return self._dim
 
     def count_tokens(self, text: str) -> int:
-        return len(self._tokenizer.encode(text).ids)
+        encoding = self._tokenizer.encode(text)  # truncated to max_tokens, markers included
+        return sum(1 for special in encoding.special_tokens_mask if not special)
 
     def embed_batch(self, texts: Sequence[str]) -> Matrix:
         if not texts:
@@ -234,6 +240,11 @@ class SentenceTransformerEmbedder:
     @property
     def dim(self) -> int:
         return self._dim
+
+    def count_tokens(self, text: str) -> int:
+        limit = self._model.max_seq_length
+        ids = self._model.tokenizer(text, truncation=True, max_length=limit)["input_ids"]
+        return max(0, len(ids) - 2)  # [CLS] ... [SEP] or <s> ... </s>
 
     def embed_batch(self, texts: Sequence[str]) -> Matrix:
         out = self._model.encode(list(texts), normalize_embeddings=True, convert_to_numpy=True)

@@ -8,6 +8,8 @@ from importlib import resources
 
 from alembic import command
 from alembic.config import Config
+from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 
 def alembic_config(url: str) -> Config:
@@ -42,3 +44,15 @@ def migrate(url: str) -> None:
 async def migrate_async(url: str) -> None:
     """:func:`migrate` in a worker thread."""
     await asyncio.to_thread(migrate, url)
+
+
+async def migrate_connection(conn: AsyncConnection, url: str) -> None:
+    """``alembic upgrade head`` on an open connection: for an in-memory SQLite
+    database, which another connection (:func:`migrate`'s own engine) would not see."""
+
+    def upgrade(sync_conn: Connection) -> None:
+        cfg = alembic_config(url)
+        cfg.attributes["connection"] = sync_conn
+        command.upgrade(cfg, "head")
+
+    await conn.run_sync(upgrade)

@@ -33,12 +33,12 @@ from cache.adaptive import stale_servable
 from cache.docs import DocCache, Document
 from cache.errors import CacheError, CacheUnavailable, EntryNotFound
 from cache.memindex import EntryMeta, MemIndex
-from cache.migrate import migrate_async
+from cache.migrate import migrate_async, migrate_connection
 from cache.normalize import exact_key
 from cache.policy import CategoryPolicy
 from cache.schema import cache_entries
 from cache.snapshot import Loader, LoadReport, SnapshotTiming, save_snapshot
-from cache.store import DocumentStore, answer_text, make_engine
+from cache.store import DocumentStore, answer_text, is_memory, make_engine
 from cache.sync import Background
 from cache.types import (
     CacheCounters,
@@ -196,7 +196,10 @@ class SemanticCache:
             # short-lived loop would leave aiosqlite's thread posting to a closed loop.
             async with engine.connect():
                 pass
-            if auto_migrate:
+            if auto_migrate and is_memory(url):
+                async with engine.begin() as conn:
+                    await migrate_connection(conn, url)
+            elif auto_migrate:
                 await migrate_async(url)
         except (OSError, sa.exc.SQLAlchemyError) as exc:
             await engine.dispose()

@@ -21,6 +21,7 @@ import numpy.typing as npt
 import sqlalchemy as sa
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.pool import StaticPool
 
 from cache.errors import CacheUnavailable, SpaceChanged
 from cache.schema import OP_DELETE, OP_PUT, cache_changes, cache_entries, cache_meta
@@ -66,7 +67,15 @@ ORDER_FOR_EVICTION = {
 }
 
 
+def is_memory(url: str) -> bool:
+    """Whether ``url`` names an in-memory SQLite database (gone with its connection)."""
+    return url.startswith("sqlite") and (":memory:" in url or "mode=memory" in url)
+
+
 def make_engine(url: str) -> AsyncEngine:
+    if is_memory(url):
+        # One connection for all: each new one would open another, empty database.
+        return create_async_engine(url, poolclass=StaticPool, hide_parameters=True)
     if url.startswith("sqlite"):
         engine = create_async_engine(url, connect_args={"timeout": 5}, hide_parameters=True)
 

@@ -36,6 +36,9 @@ def run_migrations_offline() -> None:
 
 if context.is_offline_mode():
     run_migrations_offline()
+elif (shared := config.attributes.get("connection")) is not None:
+    # Handed a connection (an in-memory SQLite database exists only on its own one).
+    _run(shared)
 else:
     url = config.get_main_option("sqlalchemy.url")
     if not url:

@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse, Response
 
 from backends.errors import BackendError
 from proxy.auth import Principal
-from proxy.errors import NotFound, ProxyError, spec_for
+from proxy.errors import InvalidRequest, NotFound, ProxyError, spec_for
 from proxy.feedback_service import apply_feedback
 from proxy.http import read_body, request_id
 from proxy.pipeline import Pipeline
@@ -77,13 +77,14 @@ async def embeddings(request: Request) -> Response:
             param="model",
             code="model_not_found",
         )
-    texts = [req.input] if isinstance(req.input, str) else [str(t) for t in req.input]
-    vectors = await s.embedder.embed_many(texts)
-    if req.dimensions is not None and req.dimensions != vectors.shape[1]:
-        raise NotFound(
-            f"dimensions={req.dimensions} is not available; this model has {vectors.shape[1]}",
+    if req.dimensions is not None and req.dimensions != s.embedder.dim:
+        raise InvalidRequest(
+            f"dimensions={req.dimensions} is not available: {s.embedder.name} gives "
+            f"{s.embedder.dim}-dimensional vectors only",
             param="dimensions",
         )
+    texts = [req.input] if isinstance(req.input, str) else [str(t) for t in req.input]
+    vectors = await s.embedder.embed_many(texts)
     data = []
     for i, vec in enumerate(vectors):
         if req.encoding_format == "base64":
@@ -91,7 +92,7 @@ async def embeddings(request: Request) -> Response:
         else:
             emb = [float(x) for x in vec]
         data.append({"object": "embedding", "index": i, "embedding": emb})
-    tokens = sum(len(t.split()) for t in texts)
+    tokens = await s.embedder.count_tokens(texts)
     return JSONResponse(
         {
             "object": "list",

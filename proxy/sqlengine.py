@@ -8,9 +8,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import StaticPool
 
-
-def is_memory(url: str) -> bool:
-    return url.startswith("sqlite") and (":memory:" in url or "mode=memory" in url)
+from cache.store import is_memory as is_memory  # re-exported: one rule for every store
 
 
 def make_engine(url: str) -> AsyncEngine:

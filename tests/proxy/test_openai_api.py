@@ -112,6 +112,22 @@ def test_completions_endpoint(stack: Stack) -> None:
     assert c.usage is not None and c.usage.completion_tokens == 5
 
 
+def test_in_memory_store_caches(stack: Stack) -> None:
+    # The default test stack stores in "sqlite+aiosqlite:///:memory:": a database that
+    # exists only on its own connection, so the cache must migrate and use that one
+    # connection (it used to migrate another, empty one and serve without a cache).
+    assert stack.settings.storage.url.endswith(":memory:")
+    cl = client(stack)
+    ask = lambda: cl.chat.completions.with_raw_response.create(  # noqa: E731
+        model="auto", messages=[{"role": "user", "content": "Where is the Louvre?"}]
+    )
+    assert ask().headers["x-cachegate-cache"] == "miss"
+    stack.flush_writes()
+    hit = ask()
+    assert hit.headers["x-cachegate-cache"] == "hit"
+    assert hit.parse().choices[0].message.content == expected("sim-small", "Where is the Louvre?")
+
+
 def test_models_lists_aliases(stack: Stack) -> None:
     ids = {m.id for m in client(stack).models.list()}
     assert {"auto", "small", "large", "sim-small", "sim-large"} <= ids
@@ -130,6 +146,18 @@ def test_embeddings_served_by_local_model(stack: Stack) -> None:
     raw = base64.b64decode(b64.data[0].embedding)  # type: ignore[arg-type]
     decoded = struct.unpack("<384f", raw)
     assert abs(dot(decoded, vecs[0]) - 1) < 1e-3
+    # Usage counts the model's word pieces, not whitespace words: "tax law" is 2, an
+    # unusual word several, and a text over the cap only what was read of it.
+    usage = lambda text: cl.embeddings.create(model="auto", input=text).usage  # noqa: E731
+    assert usage("tax law").prompt_tokens == 2 == usage("tax law").total_tokens
+    assert usage("antidisestablishmentarianism").prompt_tokens > 1
+    assert r.usage.prompt_tokens == 6  # "a cat", "a kitten", "tax law"
+    assert usage("word " * 2000).prompt_tokens < 512
+    # Another width is refused before any work, as OpenAI refuses it: a 400 naming it.
+    with pytest.raises(openai.BadRequestError) as err:
+        cl.embeddings.create(model="auto", input="a cat", dimensions=256)
+    assert isinstance(err.value.body, dict) and err.value.body["param"] == "dimensions"
+    assert cl.embeddings.create(model="auto", input="a cat", dimensions=384).data
 
 
 def test_unknown_model_is_404_in_openai_shape(stack: Stack) -> None:

@@ -47,6 +47,9 @@ class Rotated:
     def embed_batch(self, texts: Sequence[str]) -> Matrix:
         return np.asarray(self.inner.embed_batch(texts) @ self.turn, dtype=np.float32)
 
+    def count_tokens(self, text: str) -> int:
+        return self.inner.count_tokens(text)
+
 
 def learned_parts_off(db: Path, cfg: Cfg | None = None, **cache: Any) -> Cfg:
     """``cfg`` (a fresh one by default) on a SQLite file, classifier, equivalence check
