@@ -677,6 +677,9 @@ class SemanticCache:
             await asyncio.wait_for(self.bg.drain(), self.flush_drain_s)
         ids = await self.store.mark_deleted(where, "flush", self.clock())
         await self.forget(ids, None)
+        # At once, not at the next sweep: a flush (a tenant's deletion among them) means
+        # its prompts and answers are gone from disk when it returns.
+        await self.store.purge_deleted()
         return len(ids)
 
     async def record_feedback(self, entry_id: int, rating: float) -> bool:

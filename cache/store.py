@@ -275,6 +275,35 @@ class DocumentStore:
             await conn.commit()
             return bool(result.rowcount)
 
+    async def purge_deleted(self, batch: int = 5000) -> int:
+        """Removes deleted entries' rows for good (text, answer, vector), ``batch`` rows per
+        transaction so that writers wait little; returns how many.
+
+        Deletes mark rows first (replicas learn of them from the change feed, which
+        carries only ids); nothing reads a deleted row after that, and keeping it would
+        keep a flushed or deleted tenant's prompts and answers on disk and grow the store
+        with every expiry. The newest row is kept, emptied, while it is deleted: SQLite
+        hands out max(id) + 1, and an id handed out again would be taken for the old
+        entry by a snapshot or a replica that still holds it."""
+        newest = sa.select(sa.func.max(E.id)).scalar_subquery()
+        gone = sa.select(E.id).where(E.deleted.is_(True), E.id < newest).limit(batch)
+        purged = 0
+        while True:
+            async with self._write() as conn:
+                result = await conn.execute(sa.delete(cache_entries).where(E.id.in_(gone)))
+            count = int(result.rowcount or 0)
+            purged += count
+            if count < batch:
+                break
+        scrub = (
+            sa.update(cache_entries)
+            .where(E.deleted.is_(True), E.id == newest, E.nbytes > 0)
+            .values(request_text="", answer="", exact_hash="", vector=b"", nbytes=0)
+        )
+        async with self._write() as conn:
+            await conn.execute(scrub)
+        return purged
+
     async def prune_changes(self, before: float) -> int:
         """Deletes change rows older than ``before``, always keeping the newest row: SQLite
         would otherwise hand out used sequence numbers again after the table empties."""

@@ -296,6 +296,9 @@ class Background:
         )
         await cache.forget(gone, cache.expirations)
         await cache.store.prune_changes(now - CHANGE_RETENTION_S)
+        # Rows deleted for any reason since the last sweep (expiry, eviction, feedback,
+        # another replica's deletes) leave the store for good.
+        await cache.store.purge_deleted()
         return len(set(local) | set(gone))
 
 

@@ -1,9 +1,10 @@
 from __future__ import annotations
 
 import pytest
+import sqlalchemy as sa
 
 from cache import CategoryPolicy, SemanticCache
-from tests.cache.conftest import SCOPE, Clock, entry, unit
+from tests.cache.conftest import POLICY, SCOPE, Clock, entry, unit
 
 
 async def test_ttl_expiry_at_read_time_and_by_sweep(cache: SemanticCache, clock: Clock) -> None:
@@ -95,3 +96,35 @@ async def test_old_changes_are_pruned_but_the_sequence_never_goes_back(
         assert await other.lookup(SCOPE, "fresh", unit(9), "factual", CategoryPolicy())
     finally:
         await other.close()
+
+
+async def _rows(cache: SemanticCache) -> list[tuple[int, str, str, int]]:
+    """Every row of cache_entries, deleted ones included, as stored."""
+    stmt = sa.text("SELECT id, request_text, answer, length(vector) FROM cache_entries ORDER BY id")
+    async with cache.store.engine.connect() as conn:
+        return [tuple(r) for r in await conn.execute(stmt)]  # type: ignore[misc]
+
+
+async def test_deleted_rows_leave_the_store_and_ids_are_never_reused(
+    cache: SemanticCache, clock: Clock
+) -> None:
+    # A flush (a tenant's deletion) removes the prompts and answers from disk at once;
+    # expired rows go at the next sweep. The newest row stays, emptied, so that SQLite
+    # never hands its id out again (a replica or snapshot holding it would serve it).
+    for i in range(3):
+        cache.submit(entry(f"secret question {i}", unit(i), answer=f"secret {i}"), POLICY)
+    await cache.flush()
+    assert await cache.flush_entries(tenant=SCOPE.tenant) == 3
+    assert await _rows(cache) == [(3, "", "", 0)]
+    cache.submit(entry("asked after the flush", unit(7)), POLICY)
+    await cache.flush()
+    assert [r[0] for r in await _rows(cache)] == [3, 4]
+    hit = await cache.lookup(SCOPE, "asked after the flush", unit(7), "factual", POLICY)
+    assert hit is not None and hit.entry_id == 4
+    assert await cache.lookup(SCOPE, "secret question 2", unit(2), "factual", POLICY) is None
+
+    cache.submit(entry("expires", unit(8)), POLICY)
+    await cache.flush()
+    clock.advance(2 * POLICY.ttl_seconds)
+    assert await cache.sweep() == 2
+    assert await _rows(cache) == [(5, "", "", 0)]

@@ -128,3 +128,32 @@ async def test_quota_is_shared_by_replicas(pg_url: str) -> None:
     finally:
         await a.close()
         await b.close()
+
+
+async def test_deleted_rows_are_purged_on_postgresql(pg_url: str) -> None:
+    # The purge's statements (a delete through a limited subquery of the same table, the
+    # newest row emptied) on PostgreSQL, with another replica's delete in between.
+    a = await SemanticCache.open(pg_url, sync_interval_s=0.1)
+    b = await SemanticCache.open(pg_url, sync_interval_s=0.1)
+    try:
+        for i in range(4):
+            a.submit(entry(f"private {i}", unit(i), answer=f"secret {i}"), POLICY)
+        await a.flush()
+        hit = await a.lookup(SCOPE, "private 0", unit(0), "factual", POLICY)
+        assert hit is not None
+        await b.delete(hit.entry_id)
+        assert await a.flush_entries(tenant=SCOPE.tenant) == 3
+        async with a.store.engine.connect() as conn:
+            rows = (
+                await conn.execute(
+                    sa.text("SELECT id, request_text, answer, length(vector) FROM cache_entries")
+                )
+            ).all()
+        assert [tuple(r)[1:] for r in rows] == [("", "", 0)]
+        a.submit(entry("after", unit(9)), POLICY)
+        await a.flush()
+        await _within(1.0, lambda: _a_hits(b, 9, "after", "factual"))
+        assert await b.lookup(SCOPE, "private 3", unit(3), "factual", POLICY) is None
+    finally:
+        await a.close()
+        await b.close()

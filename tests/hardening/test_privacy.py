@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 import yaml
 
 from backends.embedding import Embedder
@@ -137,6 +138,16 @@ def test_export_and_delete_tenant(stack: Stack, monkeypatch: pytest.MonkeyPatch)
         after = adm.get("/tenants/a/export").json()
         assert after["cache_entries"] == [] and after["request_log"] == []
         assert any(r["kind"] == "tenant" for r in adm.get("/audit").json()["data"])
+
+    async def stored_texts(s: Services) -> list[str]:
+        assert s.cache is not None
+        async with s.cache.store.engine.connect() as conn:
+            rows = await conn.execute(sa.text("SELECT request_text, answer FROM cache_entries"))
+            return [f"{text} {answer}" for text, answer in rows]
+
+    # Gone from disk too, not only flagged: no question or answer of tenant a is stored.
+    on_disk = " ".join(stack.call(stored_texts))
+    assert not any(t in on_disk or a in on_disk for t, a in answers.items())
 
 
 def test_logs_never_show_keys_or_prompts(
