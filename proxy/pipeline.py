@@ -9,6 +9,7 @@ miss, counted in metrics, never into an error for the client.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import time
@@ -25,13 +26,15 @@ from cache import (
     CacheHit,
     CacheScope,
     CategoryPolicy,
+    EntryNotFound,
     Flight,
     Follow,
     Neighbour,
+    NewEntry,
     SharedAnswer,
 )
 from proxy.auth import Principal
-from proxy.errors import InvalidRequest, NotCached, NotFound
+from proxy.errors import InvalidRequest, NotCached, NotFound, Unavailable
 from proxy.feedback import ResponseRecord
 from proxy.judging import example_utility, judge_small_answer
 from proxy.normalise import (
@@ -109,6 +112,20 @@ def check_bounds(
             param=param,
             code="max_tokens_too_large",
         )
+
+
+#: The backend name of answers an operator stored (``POST /admin/cache/entries``).
+SEED_BACKEND = "operator"
+
+
+@dataclass(frozen=True)
+class Seeded:
+    """An answer stored by :meth:`Pipeline.seed`."""
+
+    entry_id: int
+    category: str
+    text: str  # the question it answers, as looked up
+    replaced: int | None  # the entry it took the place of
 
 
 class Pipeline:
@@ -251,6 +268,91 @@ class Pipeline:
             single_choice=(req.n or 1) == 1,
             text_only=text_only,
         )
+
+    # -- an answer given by an operator (POST /admin/cache/entries) ---------------------
+
+    async def seed(
+        self,
+        principal: Principal,
+        body: dict[str, Any],
+        endpoint: Endpoint,
+        answer: str,
+        category: str | None = None,
+    ) -> Seeded:
+        """Stores ``answer`` as the cached answer to the request ``body``, under the scope,
+        category and policy the request path gives it (``category``: this one instead of
+        the classifier's), replacing an entry stored for the same text in that scope.
+        Raises InvalidRequest when such a request would not be cached, and Unavailable
+        when the cache cannot take it."""
+        body = {k: v for k, v in body.items() if k not in ("stream", "stream_options")}
+        p = self._prepare(body, endpoint)
+        cache = self.s.cache
+        if cache is None or not cache.serving:
+            raise Unavailable("the cache is not available; nothing was stored")
+        if not self.s.privacy.for_tenant(principal.tenant).cache:
+            raise InvalidRequest(f"tenant {principal.tenant!r} does not use the cache")
+        if not p.text_only or not p.single_choice:
+            raise InvalidRequest(
+                "only a single-choice request whose question is text alone is cached",
+                param="request",
+            )
+        u = await self._understand(principal, p, Trace(endpoint=endpoint, request_id="seed"))
+        if category is not None and category != u.category:
+            policy = self.s.effective_policy(category)
+            scope = CacheScope(principal.tenant, p.alias, fingerprint(body, policy.sampling_params))
+            u = Understanding(u.text, u.vector, category, policy, scope)
+        if not u.text:
+            raise InvalidRequest("the request asks nothing (no user turn)", param="request")
+        if u.vector is None:
+            raise Unavailable("the question could not be embedded; nothing was stored")
+        if u.scope is None or not u.policy.enabled:
+            raise InvalidRequest(
+                f"caching is off for category {u.category!r}; nothing was stored",
+                param="category",
+            )
+        chat = endpoint == "chat"
+        choice: dict[str, Any] = (
+            {"index": 0, "message": {"role": "assistant", "content": answer},
+             "finish_reason": "stop"}
+            if chat
+            else {"index": 0, "text": answer, "logprobs": None, "finish_reason": "stop"}
+        )  # fmt: skip
+        prompt, completion = estimate_tokens(u.text), estimate_tokens(answer)
+        response = {
+            "id": new_id(chat),
+            "object": "chat.completion" if chat else "text_completion",
+            "created": int(time.time()),
+            "model": p.alias,
+            "choices": [choice],
+            "usage": {
+                "prompt_tokens": prompt,
+                "completion_tokens": completion,
+                "total_tokens": prompt + completion,
+            },
+        }
+        entry = NewEntry(
+            scope=u.scope,
+            category=u.category,
+            text=u.text,
+            vector=u.vector,
+            response=response,
+            backend=SEED_BACKEND,
+            tier="large",  # an operator's answer: as good as the strong model's (examples)
+            prompt_tokens=prompt,
+            completion_tokens=completion,
+            example_ok=stands_alone(body),
+        )
+        replaced = cache.find_exact(u.scope, u.text)
+        if not cache.submit(entry, u.policy):
+            raise Unavailable("the cache's write queue is full; nothing was stored")
+        await cache.flush()
+        stored = cache.find_exact(u.scope, u.text)
+        if stored is None or stored == replaced:
+            raise Unavailable("the answer could not be written to the cache store")
+        if replaced is not None:
+            with contextlib.suppress(EntryNotFound):  # deleted meanwhile: as well
+                await cache.delete(replaced)
+        return Seeded(stored, u.category, u.text, replaced)
 
     # -- 5a. exact repeats, before any embedding ------------------------------------
 

@@ -244,6 +244,30 @@ class Deleted(BaseModel):
     deleted: bool = True
 
 
+class SeedBody(_Request):
+    """``POST /admin/cache/entries``: an answer to store for a request, as if a backend
+    had given it."""
+
+    tenant: str = Field(min_length=1, max_length=255)
+    request: dict[str, Any] = Field(
+        description="the request it answers: an OpenAI chat completions body (messages) "
+        "or a completions body (prompt), with the model alias clients will ask for"
+    )
+    answer: str = Field(min_length=1, max_length=200_000)
+    category: str | None = Field(
+        None, pattern=NAME, description="file it under this category, not the classifier's"
+    )
+
+
+class Seeded(BaseModel):
+    object: Literal["cache.entry"] = "cache.entry"
+    id: int
+    tenant: str
+    category: str
+    request_text: str
+    replaced: int | None = Field(description="the entry stored for the same text it replaced")
+
+
 class FlushBody(_Request):
     category: str | None = Field(None, min_length=1, max_length=64)
     tenant: str | None = Field(None, min_length=1, max_length=255)

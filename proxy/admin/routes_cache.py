@@ -17,8 +17,13 @@ from proxy.admin.models import (
     EntryView,
     FlushBody,
     FlushResult,
+    SeedBody,
+    Seeded,
 )
+from proxy.auth import Principal
 from proxy.errors import InvalidRequest
+from proxy.pipeline import Pipeline
+from proxy.trace import Endpoint
 
 router = APIRouter(prefix="/cache", tags=["admin: cache"])
 
@@ -88,6 +93,48 @@ async def list_entries(
         for e in infos
     ]
     return EntryPage(data=data, offset=offset, limit=limit)
+
+
+@router.post("/entries", response_model=Seeded, status_code=201)
+async def seed_entry(a: AdminDep, body: SeedBody) -> Seeded:
+    """Stores an answer for a request (an FAQ, a corrected answer), under the scope,
+    category and policy the request path would give that request, on every replica;
+    it replaces an entry stored for the same text in that scope."""
+    _cache(a)
+    request = body.request
+    endpoint: Endpoint = "chat" if "messages" in request else "completion"
+    if endpoint == "completion" and "prompt" not in request:
+        raise InvalidRequest("request needs messages (chat) or prompt", param="request")
+    known = _categories(a)
+    if body.category is not None and body.category not in known:
+        raise InvalidRequest(
+            f"no category named {body.category!r}; known: {', '.join(sorted(known))}",
+            param="category",
+        )
+    seeded = await Pipeline(a.services).seed(
+        Principal(tenant=body.tenant, key_id=None, admin=True),
+        request,
+        endpoint,
+        body.answer,
+        body.category,
+    )
+    new = {"tenant": body.tenant, "category": seeded.category, "replaced": seeded.replaced}
+    await a.state.store.write(
+        a.audit("cache", "seed", str(seeded.entry_id), None, new), now=a.now()
+    )
+    return Seeded(
+        id=seeded.entry_id,
+        tenant=body.tenant,
+        category=seeded.category,
+        request_text=seeded.text,
+        replaced=seeded.replaced,
+    )
+
+
+def _categories(a: AdminDep) -> set[str]:
+    clf = a.services.classifier
+    names = {d.name for d in clf.categories} if clf is not None else set()
+    return names | {"general"} | set(a.services.policies)
 
 
 @router.delete("/entries/{entry_id}", response_model=Deleted)

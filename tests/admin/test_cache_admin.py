@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import httpx
+
 from backends.embedding import Embedder
 from tests.admin.conftest import admin, ask, error_of, oai, start
 from tests.stack import Stack
@@ -91,3 +93,89 @@ def test_cache_absent_is_503(embedder: Embedder, tmp_path: Path) -> None:
                 assert "cache is disabled" in error_of(r)["message"]
     finally:
         s.stop()
+
+
+def _chat(text: str, **extra: object) -> dict[str, object]:
+    return {"model": "auto", "messages": [{"role": "user", "content": text}], **extra}
+
+
+def test_seeded_answer_is_served_to_the_question_and_its_paraphrases(stack: Stack) -> None:
+    faq = "Settings > Security > Reset password; the link is valid for an hour."
+    with admin(stack, actor="ops") as a, oai(stack) as c:
+        made = a.post(
+            "/cache/entries",
+            json={"tenant": "a", "request": _chat("How do I reset my account password?"),
+                  "answer": faq},
+        )  # fmt: skip
+        assert made.status_code == 201, made.text
+        seeded = made.json()
+        assert seeded["request_text"] == "How do I reset my account password?"
+        assert seeded["replaced"] is None
+        # Asked as seeded (exact tier), reworded (semantic tier), and streamed.
+        for text in (
+            "How do I reset my account password?",
+            "How can I reset the password of my account?",
+        ):
+            r = ask(c, text)
+            assert r.headers["x-cachegate-cache"] == "hit", (text, dict(r.headers))
+            assert r.headers["x-cachegate-entry"] == str(seeded["id"])
+            assert r.parse().choices[0].message.content == faq
+        stream = c.chat.completions.create(
+            stream=True, model="auto",
+            messages=[{"role": "user", "content": "How do I reset my account password?"}],
+        )  # fmt: skip
+        assert "".join(ch.choices[0].delta.content or "" for ch in stream if ch.choices) == faq
+        listed = a.get("/cache/entries", params={"tenant": "a"}).json()["data"]
+        assert [(e["id"], e["backend"], e["tier"]) for e in listed] == [
+            (seeded["id"], "operator", "large")
+        ]
+        # Seeding the same question again replaces the answer (a correction).
+        fixed = a.post(
+            "/cache/entries",
+            json={"tenant": "a", "request": _chat("How do I reset my account password?"),
+                  "answer": "Use the sign-in page's Forgot password link.", "category": seeded["category"]},
+        ).json()  # fmt: skip
+        assert fixed["replaced"] == seeded["id"]
+        again = ask(c, "How do I reset my account password?").parse()
+        assert again.choices[0].message.content == "Use the sign-in page's Forgot password link."
+        assert len(a.get("/cache/entries", params={"tenant": "a"}).json()["data"]) == 1
+        audit = a.get("/audit").json()["data"]
+        assert [r["action"] for r in audit if r["kind"] == "cache"] == ["seed", "seed"]
+        # Another tenant, another system prompt: not this answer.
+        other = c.chat.completions.with_raw_response.create(
+            model="auto", messages=[{"role": "system", "content": "Answer in French."},
+                                    {"role": "user", "content": "How do I reset my account password?"}],
+        )  # fmt: skip
+        assert other.headers["x-cachegate-cache"] == "miss"
+
+
+def test_seeding_refuses_what_would_not_be_cached(stack: Stack) -> None:
+    def seed(**body: object) -> httpx.Response:
+        with admin(stack) as a:
+            return a.post("/cache/entries", json={"tenant": "a", "answer": "x", **body})
+
+    cases = [
+        ({"request": _chat("hi", model="gpt-17")}, 404, "model"),
+        ({"request": {"model": "auto"}}, 400, "request"),
+        ({"request": _chat("hi", n=2)}, 400, "request"),
+        ({"request": _chat("hi"), "category": "no-such-category"}, 400, "category"),
+        ({"request": {"model": "auto", "messages": [{"role": "assistant", "content": "x"}]}},
+         400, "request"),
+        ({"request": _chat("hi"), "answer": ""}, 422, None),
+        ({"request": _chat("hi"), "extra": 1}, 422, None),
+    ]  # fmt: skip
+    for body, status, param in cases:
+        r = seed(**body)
+        assert r.status_code == status, (body, r.text)
+        if param is not None:
+            assert error_of(r)["param"] == param, (body, r.text)
+    with admin(stack) as a:
+        off = a.put("/policies/factual", json={"enabled": False})
+        assert off.status_code == 200, off.text
+        r = a.post(
+            "/cache/entries",
+            json={"tenant": "a", "request": _chat("What is the capital of Peru?"),
+                  "answer": "Lima", "category": "factual"},
+        )  # fmt: skip
+        assert r.status_code == 400 and "caching is off" in error_of(r)["message"]
+        assert a.get("/cache/entries").json()["data"] == []

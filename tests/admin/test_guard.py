@@ -76,7 +76,7 @@ def test_openapi_lists_every_admin_route_with_models(stack: Stack) -> None:
         "/admin/categories/retrain": {"post"},
         "/admin/categories/evaluation": {"get"},
         "/admin/cache/stats": {"get"},
-        "/admin/cache/entries": {"get"},
+        "/admin/cache/entries": {"get", "post"},
         "/admin/cache/entries/{entry_id}": {"delete"},
         "/admin/cache/flush": {"post"},
         "/admin/router": {"get", "patch", "delete"},
