@@ -16,7 +16,7 @@ from cache import CacheError
 from classifier import ClassifierError
 from proxy import admin, routes_openai, routes_ops
 from proxy.errors import RateLimited, SettingsError
-from proxy.http import RequestIdMiddleware, install_error_handlers
+from proxy.http import AdminJsonMiddleware, RequestIdMiddleware, install_error_handlers
 from proxy.limits import on_rate_limited
 from proxy.services import build_services
 from proxy.settings import Settings
@@ -87,6 +87,7 @@ def create_app(
         version="0.1.0",
         lifespan=lifespan,
     )
+    app.add_middleware(AdminJsonMiddleware)
     app.add_middleware(RequestIdMiddleware)
     app.add_middleware(StartupErrorMiddleware)
     install_error_handlers(app)

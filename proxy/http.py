@@ -52,6 +52,27 @@ class RequestIdMiddleware:
         await self.app(scope, receive, send_with_id)
 
 
+class AdminJsonMiddleware:
+    """Reads every admin request body as JSON, whatever its Content-Type says.
+
+    Admin bodies are always JSON, but ``curl -d`` labels them form data (and a bare
+    client may send no type at all); FastAPI would then not parse them and refuse the
+    request with a message about dictionaries. The OpenAI routes already read their
+    bodies as JSON regardless; this makes the admin routes do the same. A form-encoded
+    body (``a=b``) is then refused as invalid JSON, which it is for this API."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope.get("path", "") if scope["type"] == "http" else ""
+        if path == "/admin" or path.startswith("/admin/"):
+            headers = [(k, v) for k, v in scope.get("headers", []) if k != b"content-type"]
+            if len(headers) < len(scope.get("headers", [])) or scope.get("method") != "GET":
+                scope = {**scope, "headers": [*headers, (b"content-type", b"application/json")]}
+        await self.app(scope, receive, send)
+
+
 def request_id(request: Request) -> str:
     rid: str = request.state.request_id
     return rid
@@ -91,6 +112,16 @@ def install_error_handlers(app: FastAPI) -> None:
 
     async def on_validation(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)
+        broken = next((e for e in exc.errors() if e.get("type") == "json_invalid"), None)
+        if broken is not None:  # as the OpenAI routes word it (protocol.parse_json_body)
+            at = broken["loc"][-1] if broken.get("loc") else "?"
+            reason = (broken.get("ctx") or {}).get("error", broken.get("msg"))
+            message = (
+                f"could not parse the JSON body of your request ({reason} at character "
+                f"{at}); the body must be a JSON object"
+            )
+            body = error_body(message, "invalid_request_error", code="invalid_json")
+            return _json_error(request, 400, body)
         where, what = describe(exc.errors())
         loc = [str(p) for p in where if p not in ("body", "query", "path")]
         param = ".".join(loc) or None

@@ -121,3 +121,25 @@ def test_store_errors_reach_admins_as_the_drivers_message_only() -> None:
     assert _reason(failed) == "[Errno 111] refused"
     assert _reason(OperationalError("SELECT 1", {}, TimeoutError())) == "TimeoutError()"
     assert _reason(OSError("disk full")) == "disk full"
+
+
+def test_bodies_are_json_whatever_their_content_type(stack: Stack) -> None:
+    # The README's curl examples send `-d '{...}'`, which curl labels form data; the
+    # admin API reads it as the JSON it is (as the OpenAI routes do), and says plainly
+    # when a body is not JSON.
+    body = b'{"tenant": "acme", "dry_run": true}'
+    with admin(stack) as a:
+        for content_type in (None, "application/x-www-form-urlencoded", "text/plain"):
+            headers = {"content-type": content_type} if content_type else {}
+            r = a.post("/cache/flush", content=body, headers=headers)
+            assert r.status_code == 200, (content_type, r.text)
+            assert r.json()["tenant"] == "acme" and r.json()["dry_run"] is True
+        for broken in (b'{"tenant": "acme", "dry_run": tru', b"tenant=acme&dry_run=true"):
+            r = a.post("/cache/flush", content=broken, headers={"content-type": "text/plain"})
+            assert r.status_code == 400, r.text
+            err = error_of(r)
+            assert err["code"] == "invalid_json" and "JSON body" in err["message"]
+        wrong = a.post("/cache/flush", json={"tenant": 3})
+        assert wrong.status_code == 422 and error_of(wrong)["param"] == "tenant"
+        assert a.get("/cache/stats").status_code == 200
+        assert a.delete("/router").status_code == 200  # no body at all
